@@ -1,9 +1,13 @@
-"""Test-wide set-up: make the repo importable as the collection ``dervish.backup``."""
+"""Test-wide set-up: the repo as the collection ``dervish.backup``, and the lab fixture."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COLLECTIONS_PATH = REPO_ROOT / "collections"
@@ -12,3 +16,24 @@ COLLECTIONS_PATH = REPO_ROOT / "collections"
 # plugins as ansible_collections.dervish.backup.plugins.* exactly as ansible-core does.
 if str(COLLECTIONS_PATH) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_PATH))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from lab import Lab  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """A running lab for the whole session, separate from the user's `make lab-up` lab.
+
+    DERVISH_TEST_LAB_DIR / DERVISH_TEST_LAB_NET choose its state dir and address range. A lab that
+    was already running is reused and left running; one started here is stopped at the end.
+    """
+    the_lab = Lab(
+        dir=Path(os.environ.get("DERVISH_TEST_LAB_DIR", REPO_ROOT / ".lab-test")),
+        net=os.environ.get("DERVISH_TEST_LAB_NET", "127.0.12"),
+    )
+    was_up = the_lab.is_up()
+    the_lab.up()
+    yield the_lab
+    if not was_up:
+        the_lab.down()

@@ -1,0 +1,70 @@
+"""Drive lab/labctl from tests: start a lab, run commands on its hosts, stop it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LABCTL = REPO_ROOT / "lab" / "labctl"
+DEFAULT_HOSTS = ("backup", "laptop1", "laptop2", "firewall")
+
+
+@dataclass
+class Lab:
+    """One lab: its state directory, address range and host names (the first is the server)."""
+
+    dir: Path
+    net: str
+    hosts: tuple[str, ...] = DEFAULT_HOSTS
+    env: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.env = {**os.environ, "LAB_DIR": str(self.dir), "LAB_NET": self.net, "LAB_HOSTS": " ".join(self.hosts)}
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    @property
+    def server(self) -> str:
+        return self.hosts[0]
+
+    def ip(self, host: str) -> str:
+        return f"{self.net}.{self.hosts.index(host) + 1}"
+
+    def labctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(LABCTL), *args], env=self.env, text=True, capture_output=True, check=check, timeout=120
+        )
+
+    def is_up(self) -> bool:
+        states = {}
+        for line in self.labctl("status", check=False).stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                states[parts[0]] = parts[2]
+        return all(states.get(host) == "running" for host in self.hosts)
+
+    def up(self) -> None:
+        result = self.labctl("up", check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"labctl up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+    def down(self) -> None:
+        self.labctl("down")
+
+    def ssh(self, host: str, command: str, check: bool = True, input: str | None = None,
+            timeout: int = 120) -> subprocess.CompletedProcess[str]:
+        """Run a shell command on a lab host as root."""
+        result = subprocess.run(
+            ["ssh", "-F", str(self.ssh_config), host, command],
+            text=True, capture_output=True, input=input, timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"ssh {host} {command!r} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
