@@ -1,0 +1,35 @@
+"""Exception types of the dervish engine.
+
+Every error carries a complete, user-facing message: ``str(error)`` is what the CLI prints.
+"""
+
+from __future__ import annotations
+
+
+class DervishError(Exception):
+    """Base class; ``str(e)`` is a complete user-facing message."""
+
+
+class ConfigError(DervishError):
+    """A configuration (or expire spec/rule) problem, optionally located at ``path:line``."""
+
+    def __init__(self, message, path=None, line=None):
+        self.message = str(message)
+        self.path = str(path) if path is not None else None
+        self.line = line
+        super().__init__(self.__str__())
+
+    def __str__(self):
+        if self.path and self.line:
+            return f"{self.path}:{self.line}: {self.message}"
+        if self.path:
+            return f"{self.path}: {self.message}"
+        return self.message
+
+
+class LockedError(DervishError):
+    """A vault is locked by another run."""
+
+
+class ImageError(DervishError):
+    """An image cannot be created, found or used."""

@@ -1,0 +1,259 @@
+"""Expiry of images: scan banks, plan what to remove, remove it (the ``dervish expire`` logic).
+
+Rules (Dirvish's ``dirvish-expire`` with its bugs fixed):
+
+* only images with a ``summary`` naming ``vault``, ``branch`` and ``Image`` are considered;
+  vault and branch come from the summary (as in Dirvish), not from the path;
+* an image is *expired* when its ``Expire:`` time is <= ``now``; ``Never`` (or an unreadable
+  value, reported in ``reasons``) never expires;
+* an image is *good* when its Status is ``success`` or a warning, it has ``Backup-complete`` and
+  its ``tree/`` exists; the **newest good image of every vault:branch is always kept**, even when
+  it is expired (Dirvish kept the *oldest* one, and never counted warnings as good);
+* a *failed or interrupted* image (Status not good, or no Status/Backup-complete) is removed once
+  it is expired **or** once its branch has a newer good image (tidy) -- but never while the
+  vault is locked by a live run (``is_busy(vault_dir)``), since a running backup looks
+  interrupted too;
+* other expired images are removed;
+* with ``tree_only`` only ``tree/`` is removed (images without a tree are then skipped).
+
+:func:`plan_expiry` is pure (a dry run is just the plan); :func:`apply_plan` deletes ``tree/``
+first and then the image directory, never following symlinks. ``.hist`` files are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from .errors import DervishError
+from .summary import Summary, parse_summary, status_is_good
+from .timespec import parse_expire_field, parse_time
+
+
+@dataclass
+class ImageInfo:
+    """One image directory found in a bank.
+
+    ``vault``/``branch``/``name`` come from the summary when it names them, else from the path.
+    ``summary`` is None when the directory has no readable summary (not an image of ours).
+    ``expire_at`` None = never; ``expire_error`` says why an ``Expire:`` value was not understood.
+    ``created`` is the image time (``Image-now``, else ``Backup-begin``/``Backup-complete``).
+    """
+
+    vault: str
+    branch: str
+    name: str
+    path: Path
+    summary: Optional[Summary] = None
+    status: Optional[str] = None
+    expire_at: Optional[datetime] = None
+    backup_complete: Optional[datetime] = None
+    good: bool = False
+    has_tree: bool = False
+    created: Optional[datetime] = None
+    expire_error: Optional[str] = None
+
+    @property
+    def managed(self) -> bool:
+        """True if the summary names vault, branch and image (else expiry never touches it)."""
+        s = self.summary
+        return s is not None and bool(s.vault and s.branch and s.image)
+
+    @property
+    def complete(self) -> bool:
+        """Finished with a good status (a tree may be gone after a ``--tree`` expiry)."""
+        return status_is_good(self.status) and self.backup_complete is not None
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.path.parent
+
+    def sort_key(self):
+        when = self.backup_complete or self.created or datetime.min
+        return (when, self.created or datetime.min, self.name)
+
+
+def read_image(path: Path) -> ImageInfo:
+    """Build an ``ImageInfo`` for one image directory (never raises for odd content)."""
+    path = Path(path)
+    info = ImageInfo(vault=path.parent.name, branch="", name=path.name, path=path)
+    info.has_tree = (path / "tree").is_dir() and not (path / "tree").is_symlink()
+    try:
+        text = (path / "summary").read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return info
+    s = parse_summary(text)
+    info.summary = s
+    info.vault = s.vault or info.vault
+    info.branch = s.branch or ""
+    info.name = s.image or info.name
+    info.status = s.status
+    info.backup_complete = parse_time(s.backup_complete)
+    info.created = parse_time(s.image_now) or parse_time(s.backup_begin) or info.backup_complete
+    try:
+        info.expire_at = parse_expire_field(s.expire)
+    except DervishError as exc:
+        info.expire_error = str(exc)
+    info.good = info.complete and info.has_tree
+    return info
+
+
+def _dirs(parent: Path) -> List[Path]:
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return []
+    return [e for e in entries if e.is_dir() and not e.is_symlink()]
+
+
+def scan_images(banks: List[Path], vault: Optional[str] = None) -> List[ImageInfo]:
+    """Every image directory ``<bank>/<vault>/<image>/`` (not ``dirvish/``) in the banks.
+
+    With ``vault``, only that vault in the first bank holding it. Symlinked vault or image
+    directories are skipped.
+    """
+    images: List[ImageInfo] = []
+    for bank in banks:
+        bank = Path(bank)
+        if vault is not None:
+            vdir = bank / vault
+            if vdir.is_dir() and not vdir.is_symlink():
+                vault_dirs = [vdir]
+            else:
+                continue
+        else:
+            vault_dirs = _dirs(bank)
+        for vdir in vault_dirs:
+            for idir in _dirs(vdir):
+                if idir.name == "dirvish":
+                    continue
+                images.append(read_image(idir))
+        if vault is not None and images:
+            break
+    return images
+
+
+@dataclass
+class ExpirePlan:
+    """What :func:`apply_plan` will do.
+
+    ``remove``: images (or, with ``tree_only``, their trees) to delete, sorted by vault, branch,
+    time. ``kept_newest``: expired images kept because each is the newest good image of its
+    branch. ``busy``: failed/interrupted images left alone because their vault is locked.
+    ``reasons``: str(path) -> why it is removed or kept. ``failed``: filled by apply_plan.
+    """
+
+    remove: List[ImageInfo] = field(default_factory=list)
+    kept_newest: List[ImageInfo] = field(default_factory=list)
+    reasons: Dict[str, str] = field(default_factory=dict)
+    busy: List[ImageInfo] = field(default_factory=list)
+    now: Optional[datetime] = None
+    tree_only: bool = False
+    failed: List[ImageInfo] = field(default_factory=list)
+
+
+def _default_is_busy(vault_dir: Path) -> bool:
+    try:
+        from .lock import is_locked
+    except ImportError:  # pragma: no cover - lock module missing: assume busy, touch nothing unfinished
+        return True
+    return is_locked(vault_dir)
+
+
+def plan_expiry(images: List[ImageInfo], now: datetime, tree_only: bool = False,
+                is_busy: Optional[Callable[[Path], bool]] = None) -> ExpirePlan:
+    """Decide which images expire at ``now``; pure apart from ``is_busy`` (default: the vault lock)."""
+    busy_check = is_busy or _default_is_busy
+    busy_cache: Dict[Path, bool] = {}
+    plan = ExpirePlan(now=now, tree_only=tree_only)
+    groups: Dict[tuple, List[ImageInfo]] = {}
+    for im in images:
+        if im.managed:
+            groups.setdefault((im.vault, im.branch), []).append(im)
+    for key in sorted(groups):
+        group = sorted(groups[key], key=ImageInfo.sort_key)
+        goods = [im for im in group if im.good]
+        newest = goods[-1] if goods else None
+        for im in group:
+            sp = str(im.path)
+            expired = im.expire_at is not None and im.expire_at <= now
+            if im is newest:
+                if expired:
+                    plan.kept_newest.append(im)
+                    plan.reasons[sp] = f"expired, kept: newest good image of {im.vault}:{im.branch}"
+                continue
+            if tree_only and not im.has_tree:
+                continue
+            if im.complete:
+                if expired:
+                    plan.remove.append(im)
+                    plan.reasons[sp] = f"expired {im.expire_at:%Y-%m-%d %H:%M:%S}"
+                continue
+            newer_good = newest is not None and (im.created is None or newest.created is None
+                                                 or newest.created > im.created)
+            if not expired and not newer_good:
+                continue
+            vdir = im.vault_dir
+            if vdir not in busy_cache:
+                busy_cache[vdir] = bool(busy_check(vdir))
+            if busy_cache[vdir]:
+                plan.busy.append(im)
+                plan.reasons[sp] = "unfinished image kept: vault is locked by a running backup"
+                continue
+            plan.remove.append(im)
+            what = "failed" if im.status else "unfinished"
+            plan.reasons[sp] = (f"{what} image, expired {im.expire_at:%Y-%m-%d %H:%M:%S}" if expired
+                                else f"{what} image, branch has a newer good image")
+    return plan
+
+
+def _onerror(func, path, exc_info):
+    """rmtree helper: make a read-only directory writable and retry once (non-root runs)."""
+    parent = os.path.dirname(path)
+    try:
+        st = os.lstat(parent)
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
+        func(path)
+    except OSError:
+        raise exc_info[1] from None
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` recursively without following symlinks (a symlink itself is unlinked)."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+        return
+    if not path.exists():
+        return
+    shutil.rmtree(path, onerror=_onerror)
+
+
+def apply_plan(plan: ExpirePlan, log: Callable[[str], object] = print) -> int:
+    """Remove what ``plan`` says: ``tree/`` first, then the image directory (unless ``tree_only``).
+
+    Returns the number of images (or trees) removed. Failures are logged, collected in
+    ``plan.failed`` and do not stop the other removals.
+    """
+    removed = 0
+    for im in plan.remove:
+        label = f"{im.vault}:{im.branch}:{im.name}"
+        try:
+            if im.path.is_symlink():
+                raise OSError(f"{im.path} is a symlink, not removed")
+            remove_tree(im.path / "tree")
+            if not plan.tree_only:
+                remove_tree(im.path)
+        except OSError as exc:
+            plan.failed.append(im)
+            log(f"cannot remove {label}: {exc}")
+            continue
+        removed += 1
+        log(f"removed {'tree of ' if plan.tree_only else ''}{label}")
+    return removed
