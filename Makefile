@@ -51,7 +51,6 @@ demo: lab-up  ## set up, start the lab, run the main job and show the result
 
 lint: setup  ## ruff, shellcheck, ansible-lint (production profile)
 	ruff check .
-	ruff format --check .
 	shellcheck lab/labctl lab/*.sh scripts/*.sh .ci/run
 	ansible-lint --profile production
 
@@ -62,7 +61,7 @@ integration: setup  ## integration tests: engine, modules and playbooks against 
 	$(TEST_LAB_ENV) python -m pytest -q tests/integration
 
 molecule: setup  ## molecule scenario: its create/destroy start and stop a lab of its own
-	cd extensions && $(MOLECULE_LAB_ENV) molecule test --all
+	$(MOLECULE_LAB_ENV) molecule test --all
 
 sanity: setup  ## ansible-test sanity on a real-path copy of the collection
 	bash scripts/sanity.sh
