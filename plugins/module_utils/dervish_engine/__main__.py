@@ -1,0 +1,9 @@
+"""``python -m dervish_engine``: the ``dervish`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,232 @@
+"""The ``dervish`` command line (``dervish --help``; ``python -m dervish_engine`` works too)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+from . import __version__
+from .config import load_master, load_vault
+from .errors import ConfigError, DervishError, LockedError
+from .expire import apply_plan, plan_expiry, scan_images
+from .image import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ImageOptions, make_image
+from .locate import locate, render
+from .rsync import MAX_ATTEMPTS
+from .runall import run_all
+from .status import collect, render_json, render_table, vault_dirs
+from .timespec import parse_image_time
+
+EXIT_CODES = """\
+exit codes:
+  0  success; also an image with rsync warning 24 (file vanished), which is a good image
+  1  the image failed (rsync error/fatal, pre-hook failure): it is kept, mode 0700, never a reference
+  2  usage or configuration error, or the image could not be started (exists, no reference);
+     nothing was created
+  3  the vault is locked by a live run (a stale lock of a dead run is cleared automatically)
+  4  the image is good but a post-client/post-server hook or the index failed
+  runall: the number of failed entries (capped at 100); check: 2 when any configuration is broken
+"""
+
+RSYNC_HELP = f"""\
+rsync command line, in this fixed order:
+  rsync -vrltH --delete [-pgo] [-D] [-A] [-X] [--numeric-ids] [--stats] [--timeout=N]
+        [-c] [-S] [-W] [-x] [-z] [--bwlimit=KBPS] [--password-file=F] [--rsync-path=P] [-e RSH]
+        <rsync-option...> --exclude-from=<image>/exclude [--link-dest=<reference>/tree]
+        <tree>/ | <client>:<tree>/   <image>/tree
+rsync exit 0 = success, 24 = warning (good image); 1-5, 124-127 or a fatal stderr message (No space
+left on device, Connection refused, ...) = fatal error; any other code = error, retried up to {MAX_ATTEMPTS}
+executions in the same image directory.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="dervish", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Dirvish-compatible rsync/hard-link snapshot backups.", epilog=EXIT_CODES)
+    top.add_argument("--config", metavar="MASTER",
+                     help="master configuration (default /etc/dervish/master.conf, else "
+                          "/etc/dirvish/master.conf; give /etc/dirvish/master.conf to adopt Dirvish)")
+    top.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    top.add_argument("--version", action="version", version="dervish " + __version__)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("image", help="create one image of a vault", epilog=RSYNC_HELP + "\n" + EXIT_CODES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Create an image of VAULT (branch BRANCH, default 'default'). A vault "
+                                   "without any image is initialised automatically (full copy).")
+    p.add_argument("vault", metavar="VAULT[:BRANCH]")
+    p.add_argument("--init", action="store_true", help="full copy, no --link-dest reference")
+    p.add_argument("--image", metavar="NAME", help="image name (strftime format), overrides image:")
+    p.add_argument("--image-time", metavar="T", help="image time, e.g. '22:00' or '2026-11-26 22:00'")
+    p.add_argument("--expire", metavar="SPEC", help="expire spec, e.g. '+15 days' or never")
+    p.add_argument("--reference", metavar="BRANCH|IMAGE", help="link against this branch's newest good "
+                                                             "image, or this image")
+    p.add_argument("--dry-run", "--no-run", action="store_true",
+                   help="print the summary and rsync command, create nothing")
+
+    p = sub.add_parser("runall", help="image every Runall: entry of the master configuration",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="exit code: number of failed entries (max 100)")
+    p.add_argument("--jobs", "-j", type=int, metavar="N", help="vaults in parallel (default Runall-jobs: or 1)")
+    p.add_argument("--dry-run", "--no-run", action="store_true", help="only print what would run")
+
+    p = sub.add_parser("expire", help="remove expired images (the newest good image of a branch is kept)")
+    p.add_argument("--dry-run", "--no-run", action="store_true", help="only print what would be removed")
+    p.add_argument("--vault", metavar="V", help="only this vault")
+    p.add_argument("--tree", action="store_true", help="remove only the tree/ of expired images")
+    p.add_argument("--time", metavar="T", help="pretend it is this time")
+
+    p = sub.add_parser("locate", help="find versions of files in a vault's image indexes",
+                       description="PATTERN is a regular expression on the last path component; "
+                                   "[^/]*$ is appended unless it ends in $.")
+    p.add_argument("vault", metavar="VAULT[:BRANCH]")
+    p.add_argument("pattern", metavar="PATTERN")
+
+    p = sub.add_parser("status", help="last good image, last attempt, age, images and space per vault")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("check", help="load the master and every vault/branch configuration, report all errors")
+    return top
+
+
+class _Console:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, flush=True)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            print(f"dervish: {message}", file=sys.stderr, flush=True)
+
+    def progress(self, message: str) -> None:
+        if self.tty and not self.quiet:
+            print(f"dervish: {message}", file=sys.stderr, flush=True)
+
+    def error(self, message: str) -> None:
+        print(f"dervish: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_image(args, master, con: _Console) -> int:
+    opts = ImageOptions(init=args.init, image=args.image, image_time=args.image_time, expire=args.expire,
+                        reference=args.reference, dry_run=args.dry_run)
+
+    def report(message: str) -> None:
+        (con.progress if "rsync attempt" in message else con.note)(message)
+
+    result = make_image(master, args.vault, None, opts, report=report, stdout=sys.stdout)
+    if args.dry_run:
+        return EXIT_OK
+    label = f"{result.vault}:{result.branch} image {result.image}"
+    for problem in result.problems:
+        con.error(f"{label}: {problem}")
+    if result.exit_code == EXIT_FAILED:
+        con.error(f"{label} failed: {result.status}")
+    else:
+        con.say(f"{label}: {result.status}")
+    return result.exit_code
+
+
+def cmd_runall(args, master, con: _Console) -> int:
+    return run_all(master, jobs=args.jobs, dry_run=args.dry_run, out=con.say if not args.dry_run else print,
+                   report=con.note)
+
+
+def cmd_expire(args, master, con: _Console) -> int:
+    now = parse_image_time(args.time, datetime.now()) if args.time else datetime.now()
+    plan = plan_expiry(scan_images(master.banks, args.vault), now, tree_only=args.tree)
+    for im in plan.kept_newest:
+        con.say("kept {}:{}:{} ({})".format(im.vault, im.branch, im.name, plan.reasons.get(str(im.path), "")))
+    for im in plan.busy:
+        con.say("busy {}:{}:{} ({})".format(im.vault, im.branch, im.name, plan.reasons.get(str(im.path), "")))
+    if args.dry_run:
+        for im in plan.remove:
+            print("would remove {}{}:{}:{} ({})".format("tree of " if args.tree else "", im.vault, im.branch, im.name,
+                                                   plan.reasons.get(str(im.path), "")))
+        return EXIT_OK
+    apply_plan(plan, log=con.say)
+    if plan.failed:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_locate(args, master, con: _Console) -> int:
+    from .config import find_vault_dir
+
+    vault, _, branch = args.vault.partition(":")
+    result = locate(find_vault_dir(master, vault), args.pattern, branch or None)
+    sys.stdout.write(render(result))
+    return EXIT_OK
+
+
+def cmd_status(args, master, con: _Console) -> int:
+    rows = collect(master)
+    sys.stdout.write(render_json(rows) if args.json else render_table(rows))
+    return EXIT_OK
+
+
+def cmd_check(args, master, con: _Console) -> int:
+    errors: List[str] = []
+    checked = 0
+    names = set()
+    for vault_dir in vault_dirs(master.banks):
+        meta = vault_dir / "dirvish"
+        branches = {"default"} | {p.stem for p in meta.glob("*.hist")}
+        branches |= {e.branch for e in master.runall if e.vault == vault_dir.name and e.branch}
+        for branch in sorted(branches):
+            if branch != "default" and not (meta / (f"{branch}.conf")).exists() and not (
+                    master.confdir / (f"{branch}.conf")).exists() and not (meta / branch).exists():
+                errors.append(f"{vault_dir.name}:{branch}: no configuration file for branch {branch}")
+                continue
+            names.add(vault_dir.name)
+            checked += 1
+            try:
+                cfg = load_vault(master, vault_dir.name, branch)
+            except DervishError as exc:
+                errors.append(f"{vault_dir.name}:{branch}: {exc}")
+                continue
+            if cfg.is_local() and not cfg.tree.startswith(":") and not Path(cfg.tree).is_dir():
+                errors.append(f"{vault_dir.name}:{branch}: tree {cfg.tree} does not exist on this (local) client")
+    for entry in master.runall:
+        if entry.vault not in names and not any((b / entry.vault).is_dir() for b in master.banks):
+            errors.append(f"{entry.source or master.path}: Runall entry {entry.vault}: vault not found in any bank")
+    for message in errors:
+        con.error(message)
+    if errors:
+        con.error(f"{len(errors)} problem(s) in {checked} configuration(s)")
+        return EXIT_USAGE
+    con.say(f"OK: master {master.path} and {checked} vault configuration(s) checked")
+    return EXIT_OK
+
+
+COMMANDS = {"image": cmd_image, "runall": cmd_runall, "expire": cmd_expire, "locate": cmd_locate,
+            "status": cmd_status, "check": cmd_check}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    con = _Console(args.quiet)
+    try:
+        master = load_master(args.config)
+        return COMMANDS[args.command](args, master, con)
+    except LockedError as exc:
+        con.error(str(exc))
+        return EXIT_LOCKED
+    except ConfigError as exc:
+        con.error(str(exc))
+        return EXIT_USAGE
+    except DervishError as exc:
+        con.error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        con.error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

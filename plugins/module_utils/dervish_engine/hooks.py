@@ -1,0 +1,111 @@
+"""pre-server, pre-client, post-client and post-server hooks.
+
+The command is strftime-expanded with the image time (``%%`` gives ``%``). The ``DIRVISH_*``
+variables are real exported environment variables, so every command of the hook sees them (Dirvish
+passed them as assignment prefixes, visible to the first command only):
+``DIRVISH_SERVER DIRVISH_CLIENT DIRVISH_SRC DIRVISH_DEST DIRVISH_IMAGE DIRVISH_EXCLUDE`` and, for post
+hooks, ``DIRVISH_STATUS`` (``success warning error fatal``, or ``fail`` after a pre-hook failure).
+
+* server hooks: ``sh -c <command>`` with cwd = the image tree;
+* client hooks, local client: ``sh -c <command>`` with cwd = the source tree;
+* client hooks, remote client: ``<rsh> <client> "sh -c '<cd src; export K=V ...; command>'"``,
+  every value shell-quoted.
+
+stdout goes to the image log after a label line (``Pre-Server: <command>``); stderr goes to dervish's
+stderr (cron mail), as with Dirvish.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Dict, Optional
+
+HOOKS = ("pre-server", "pre-client", "post-client", "post-server")
+
+
+@dataclass
+class HookContext:
+    server: str
+    client: str
+    src: str
+    dest: str
+    image: str
+    exclude: str = ""
+    rsh: str = "ssh"
+    local_client: bool = True
+    image_time: Optional[datetime] = None
+    extra_env: Dict[str, str] = field(default_factory=dict)
+
+    def variables(self, status: Optional[str] = None) -> Dict[str, str]:
+        env = {
+            "DIRVISH_SERVER": self.server,
+            "DIRVISH_CLIENT": self.client,
+            "DIRVISH_SRC": self.src,
+            "DIRVISH_DEST": self.dest,
+            "DIRVISH_IMAGE": self.image,
+        }
+        if self.exclude:
+            env["DIRVISH_EXCLUDE"] = self.exclude
+        if status is not None:
+            env["DIRVISH_STATUS"] = status
+        return env
+
+
+def label(name: str) -> str:
+    """``pre-server`` -> ``Pre-Server`` (the log label Dirvish writes)."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def expand(command: str, when: Optional[datetime]) -> str:
+    return (when or datetime.now()).strftime(command)
+
+
+def remote_script(command: str, cwd: str, variables: Dict[str, str]) -> str:
+    """The shell text run on a remote client (quoted once more for the remote login shell)."""
+    exports = "".join(f"export {key}={shlex.quote(value)}; " for key, value in sorted(variables.items()))
+    inner = f"cd {shlex.quote(cwd)} || exit 99; {exports}{command}"
+    return f"sh -c {shlex.quote(inner)}"
+
+
+def build_argv(name: str, command: str, ctx: HookContext, status: Optional[str] = None):
+    """(argv, cwd, env) for a hook; cwd/env are None for remote client hooks."""
+    command = expand(command, ctx.image_time)
+    variables = ctx.variables(status)
+    if name.endswith("-client") and not ctx.local_client:
+        argv = shlex.split(ctx.rsh or "ssh") + [ctx.client, remote_script(command, ctx.src, variables)]
+        return argv, None, None, command
+    env = dict(os.environ)
+    env.update(ctx.extra_env)
+    env.update(variables)
+    cwd = ctx.src if name.endswith("-client") else ctx.dest
+    return ["sh", "-c", command], cwd, env, command
+
+
+def run_hook(name: str, command: str, ctx: HookContext, log, status: Optional[str] = None) -> int:
+    """Run one hook; its stdout goes to ``log`` (a binary file object). Returns the exit code."""
+    argv, cwd, env, expanded = build_argv(name, command, ctx, status)
+    log.write((f"{label(name)}: {expanded}\n").encode("utf-8", "surrogateescape"))
+    log.flush()
+    if cwd is not None and not os.path.isdir(cwd):
+        cwd = None
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=sys.stderr.fileno()
+                              if _has_fileno(sys.stderr) else None, stdin=subprocess.DEVNULL, check=False)
+    except OSError as exc:
+        log.write((f"{label(name)}: cannot run: {exc}\n").encode("utf-8", "replace"))
+        return 127
+    log.flush()
+    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True

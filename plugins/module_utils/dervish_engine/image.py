@@ -1,0 +1,422 @@
+"""Create one image of a vault: the ``dervish image`` command.
+
+Run sequence: config -> image time and name -> lock (stale lock recovery) -> exists check ->
+reference -> expire -> mkdir image (0700) + tree -> summary head -> exclude file -> pre-server ->
+pre-client -> rsync (retried while the outcome is ``error``) -> post-client -> post-server ->
+Backup-complete + Status -> hist (good images only) -> log compression -> index -> chmod -> unlock.
+
+Rules: a run never modifies or deletes an earlier image; a failed image keeps its summary (with a
+``Status:`` saying why), its log, its partial tree and mode 0700 and is never used as a reference.
+A vault without any image (no hist, no reference) is initialised automatically (full copy).
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from . import hist, hooks, index, lock, rsync
+from .config import load_vault
+from .errors import DervishError, ImageError
+from .expire_rules import choose_expire
+from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
+from .timespec import format_expire, parse_expire_spec, parse_image_time
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_POST_FAILED = 4
+
+INTERRUPTED_STATUS = "error -- interrupted (run killed)"
+TEMP_FILES = ("exclude", "fsbuffer", "rsync_error.tmp", "log.tmp")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass
+class ImageOptions:
+    """Command-line choices for one image run (None = take the config's value)."""
+
+    init: bool = False
+    image: Optional[str] = None
+    image_time: Optional[str] = None
+    expire: Optional[str] = None
+    reference: Optional[str] = None
+    dry_run: bool = False
+    extra_config: tuple = ()
+
+
+@dataclass
+class Reference:
+    """What the new image links against."""
+
+    label: str  # the summary's Reference: field
+    image: Optional[str] = None
+    tree: Optional[Path] = None
+    auto_init: bool = False
+
+
+@dataclass
+class ImageResult:
+    vault: str
+    branch: str
+    image: str
+    image_dir: Optional[Path]
+    status: str
+    exit_code: int
+    problems: List[str] = field(default_factory=list)
+
+    @property
+    def good(self) -> bool:
+        return status_is_good(self.status)
+
+
+def _noop(_message: str) -> None:
+    return None
+
+
+def image_is_good(image_dir: Path) -> bool:
+    """True when the image has a tree and a summary whose Status is good."""
+    if not (image_dir / "tree").is_dir():
+        return False
+    try:
+        info = parse_summary((image_dir / "summary").read_text(encoding="utf-8", errors="surrogateescape"))
+    except (OSError, DervishError):
+        return False
+    return bool(info.status) and status_is_good(info.status)
+
+
+def find_reference(vault_dir: Path, branch: str, reference: Optional[str], init: bool) -> Reference:
+    """Newest good image of the reference branch (walking its hist from the end), or a named image.
+
+    No hist, no image of that name and the reference is the own branch -> automatic init.
+    """
+    ref = reference or branch
+    if init:
+        return Reference(ref)
+    hist_file = hist.hist_path(vault_dir, ref)
+    if hist_file.exists():
+        for entry in reversed(hist.read(hist_file)):
+            candidate = vault_dir / entry.image
+            if entry.image and image_is_good(candidate):
+                return Reference(entry.image, entry.image, candidate / "tree")
+        raise ImageError(f"no good image with a tree is left in {hist_file}; run with --init for a full copy")
+    candidate = vault_dir / ref
+    if ref not in ("", ".", "..", "dirvish") and "/" not in ref and candidate.is_dir():
+        if not image_is_good(candidate):
+            raise ImageError(f"reference image {ref} of vault {vault_dir.name} is not a good image")
+        return Reference(ref, ref, candidate / "tree")
+    if ref == branch:
+        return Reference(ref, auto_init=True)
+    raise ImageError(f"no images for reference {ref} found in vault {vault_dir.name} (no {hist_file})")
+
+
+def recover_interrupted(stale: lock.LockInfo, report: Callable[[str], None]) -> None:
+    """Mark the image of a killed run as failed and remove its temp files (nothing else)."""
+    report(f"stale lock of PID {stale.pid} (started {stale.started or '?'}) cleared")
+    if not stale.image:
+        return
+    image_dir = Path(stale.image)
+    summary_file = image_dir / "summary"
+    if not summary_file.is_file():
+        return
+    text = summary_file.read_text(encoding="utf-8", errors="surrogateescape")
+    try:
+        has_status = bool(parse_summary(text).status)
+    except DervishError:
+        has_status = False
+    if not has_status:
+        with open(str(summary_file), "a", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(("" if text.endswith("\n") or not text else "\n") + f"Status: {INTERRUPTED_STATUS}\n")
+        report(f"image {image_dir} marked: {INTERRUPTED_STATUS}")
+    for name in TEMP_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (image_dir / name).unlink()
+
+
+def _octal(text, default: int) -> int:
+    if text in (None, ""):
+        return default
+    if isinstance(text, int):
+        return text
+    try:
+        return int(str(text), 8)
+    except ValueError:
+        return default
+
+
+def _compress_log(image_dir: Path, mode: Optional[str]) -> Path:
+    src = image_dir / "log"
+    if mode not in ("gzip", "bzip2") or not src.exists():
+        return src
+    target = image_dir / ("log.gz" if mode == "gzip" else "log.bz2")
+    opener = gzip.open if mode == "gzip" else bz2.open
+    with open(str(src), "rb") as fin, opener(str(target), "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+    src.unlink()
+    return target
+
+
+def _server_name() -> str:
+    return socket.gethostname()
+
+
+class ImageRun:
+    """One image run; ``run()`` returns an ImageResult. Pre-start problems raise DervishError."""
+
+    def __init__(self, master, vault: str, branch: Optional[str] = None, options: Optional[ImageOptions] = None,
+                 report: Callable[[str], None] = _noop, now: Optional[datetime] = None, stdout=None):
+        self.master = master
+        self.vault = vault
+        self.options = options or ImageOptions()
+        self.report = report
+        self.now = now or datetime.now()
+        self.stdout = stdout
+        overrides = {}
+        if self.options.expire is not None:
+            overrides["expire"] = self.options.expire
+        if self.options.image is not None:
+            overrides["image"] = self.options.image
+        if self.options.image_time is not None:
+            overrides["image-time"] = self.options.image_time
+        if self.options.reference is not None:
+            overrides["reference"] = self.options.reference
+        self.cfg = load_vault(master, vault, branch, extra_files=self.options.extra_config,
+                              overrides=overrides or None)
+        self.branch = self.cfg.branch
+        self.image_time = parse_image_time(self.cfg.image_time, self.now) if self.cfg.image_time else self.now
+        pattern = self.cfg.image or self.cfg.image_default or "%Y%m%d%H%M%S"
+        self.name = self.image_time.strftime(pattern)
+        if not self.name or "/" in self.name or self.name in (".", "..", "dirvish"):
+            raise ImageError(f"invalid image name {self.name!r} (from {pattern!r})")
+        self.vault_dir = Path(self.cfg.vault_dir)
+        self.image_dir = self.vault_dir / self.name
+        self.server = _server_name()
+        self.local = self.cfg.is_local(self.server)
+
+    # ---------------------------------------------------------------- pieces
+    def source(self) -> str:
+        return self.cfg.source()
+
+    def expire_fields(self):
+        spec, rule = choose_expire(self.cfg.expire, self.cfg.expire_rules, self.cfg.expire_default, self.image_time)
+        when = parse_expire_spec(spec, self.image_time) if spec else None
+        return spec, rule, format_expire(spec, when)
+
+    def command(self, ref: Reference) -> List[str]:
+        return rsync.build_command(self.cfg, self.image_dir, self.source(), ref.tree, remote=not self.local)
+
+    def make_summary(self, ref: Reference, action: List[str], begin: Optional[datetime]) -> Summary:
+        _spec, rule, expire_text = self.expire_fields()
+        flags = dict(self.cfg.flags)
+        flags["init"] = ref.tree is None
+        extra = {}
+        if self.cfg.summary_mode == "long":
+            skip = {"client", "tree", "rsh", "vault", "branch", "image", "image-temp", "reference", "expire",
+                    "exclude", "rsync-option", "bank", "Runall", "Runall-jobs", "Dirvish"} | set(flags)
+            for key, value in sorted(self.cfg.options.items()):
+                if key not in skip and value not in (None, "", []):
+                    extra[key] = [str(v) for v in value] if isinstance(value, list) else str(value)
+            extra["Configfiles"] = [str(p) for p in self.cfg.config_files]
+        return Summary(
+            client=self.cfg.client,
+            tree=self.cfg.tree_spec or self.cfg.tree,
+            rsh=self.cfg.rsh,
+            server=self.server,
+            bank=str(self.cfg.bank),
+            vault=self.cfg.vault,
+            branch=self.branch,
+            image=self.name,
+            reference=ref.label,
+            image_now=self.image_time.strftime(TIME_FORMAT),
+            expire=expire_text,
+            expire_rule=rule,
+            excludes=list(self.cfg.excludes or ()),
+            rsync_options=list(self.cfg.rsync_options or ()),
+            set_flags=[k for k, v in flags.items() if v],
+            unset_flags=[k for k, v in flags.items() if not v],
+            extra=extra,
+            action=shlex.join(action),
+            backup_begin=begin.strftime(TIME_FORMAT) if begin else None,
+        )
+
+    def hook_context(self) -> hooks.HookContext:
+        return hooks.HookContext(
+            server=self.server, client=self.cfg.client, src=self.cfg.tree,
+            dest=str(self.image_dir / "tree"), image=f"{self.cfg.vault}:{self.branch}:{self.name}",
+            exclude=str(self.image_dir / "exclude") if self.cfg.excludes else "",
+            rsh=self.cfg.rsh or "ssh", local_client=self.local, image_time=self.image_time)
+
+    # ---------------------------------------------------------------- main
+    def dry_run(self) -> ImageResult:
+        ref = find_reference(self.vault_dir, self.branch, self.cfg.reference,
+                             self.options.init or bool(self.cfg.flags.get("init")))
+        summary = self.make_summary(ref, self.command(ref), None)
+        text = render_head(summary)
+        if self.stdout is not None:
+            self.stdout.write(text)
+        return ImageResult(self.cfg.vault, self.branch, self.name, None, "dry-run", EXIT_OK)
+
+    def run(self) -> ImageResult:
+        if self.options.dry_run:
+            return self.dry_run()
+        if self.image_dir.exists():
+            raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}")
+        stale = lock.acquire(self.vault_dir, self.cfg.vault, self.image_dir, self.now)
+        try:
+            if stale is not None:
+                recover_interrupted(stale, self.report)
+            if self.image_dir.exists():
+                raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}")
+            ref = find_reference(self.vault_dir, self.branch, self.cfg.reference,
+                                 self.options.init or bool(self.cfg.flags.get("init")))
+            self.expire_fields()  # reject a bad expire spec before anything is created
+            return self._run_locked(ref)
+        finally:
+            lock.release(self.vault_dir)
+
+    def _run_locked(self, ref: Reference) -> ImageResult:
+        image_dir = self.image_dir
+        image_dir.mkdir(mode=0o700)
+        os.chmod(str(image_dir), 0o700)
+        (image_dir / "tree").mkdir()
+        argv = self.command(ref)
+        summary = self.make_summary(ref, argv, datetime.now())
+        (image_dir / "summary").write_text(render_head(summary), encoding="utf-8", errors="surrogateescape")
+        (image_dir / "exclude").write_text("".join(f"{e}\n" for e in self.cfg.excludes or ()), encoding="utf-8")
+        problems: List[str] = []
+        failures: List[str] = []
+        ctx = self.hook_context()
+        outcome = None
+        status = None
+        with open(str(image_dir / "log"), "ab") as log:
+            if ref.auto_init:
+                msg = f"no image of branch {self.branch} yet: initialising vault {self.cfg.vault} (full copy)"
+                log.write((f"NOTE: {msg}\n").encode())
+                self.report(msg)
+            for name in ("pre-server", "pre-client"):
+                command = getattr(self.cfg, name.replace("-", "_"))
+                if not command:
+                    continue
+                code = hooks.run_hook(name, command, ctx, log)
+                if code:
+                    failures.append(f"{name} failed ({code})")
+                    status = f"error -- {name} failed ({code})"
+                    break
+            if status is None:
+                outcome = self._rsync(argv, log)
+                status = outcome.status
+                hook_status = outcome.hook_status
+                post = ("post-client", "post-server")
+            else:
+                hook_status = "fail"
+                post = ("post-server",) if failures[0].startswith("pre-client") else ()
+            for name in post:
+                command = getattr(self.cfg, name.replace("-", "_"))
+                if not command:
+                    continue
+                code = hooks.run_hook(name, command, ctx, log, status=hook_status)
+                if code:
+                    failures.append(f"{name} failed ({code})")
+        summary.hook_failures = failures
+        summary.backup_complete = datetime.now().strftime(TIME_FORMAT)
+        summary.status = status
+        with open(str(image_dir / "summary"), "a", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(render_tail(summary))
+        self._remove_temp()
+        good = status_is_good(status)
+        exit_code = EXIT_OK
+        if good:
+            hist.append(hist.hist_path(self.vault_dir, self.branch), self.name, datetime.now(), ref.label,
+                        summary.expire or "Never")
+            _compress_log(image_dir, self.cfg.log)
+            if self.cfg.index and self.cfg.index not in ("none", "no"):
+                try:
+                    index.build_index(image_dir, self.cfg.tree_alias or self.cfg.tree, self.cfg.index)
+                except (DervishError, OSError) as exc:
+                    problems.append(f"index failed: {exc}")
+            self._chmod_meta()
+            os.chmod(str(image_dir), _octal(self.cfg.image_perm, 0o755))
+            if failures or problems:
+                exit_code = EXIT_POST_FAILED
+        else:
+            self._chmod_meta()
+            exit_code = EXIT_FAILED
+        problems = failures + problems
+        return ImageResult(self.cfg.vault, self.branch, self.name, image_dir, status, exit_code, problems)
+
+    def _rsync(self, argv: List[str], log) -> rsync.RsyncOutcome:
+        log.write((f"ACTION: {shlex.join(argv)}\n").encode("utf-8", "surrogateescape"))
+        log.flush()
+        env = dict(os.environ)
+        if not self.local and self.cfg.rsh:
+            env["RSYNC_RSH"] = self.cfg.rsh
+        if self.cfg.excludes:
+            env["DIRVISH_EXCLUDE"] = str(self.image_dir / "exclude")
+        outcome = None
+        for cycle in range(rsync.MAX_ATTEMPTS):
+            self.report(f"{self.cfg.vault}:{self.branch}: rsync attempt {cycle + 1}")
+            code, err_lines = self._run_rsync_once(argv, env, log)
+            if err_lines:
+                with open(str(self.image_dir / "rsync_error"), "a", encoding="utf-8", errors="surrogateescape") as fh:
+                    fh.write(rsync.execution_header(cycle))
+                    fh.write("".join(line + "\n" for line in err_lines))
+            outcome = rsync.classify(code, err_lines)
+            if outcome.warnings or outcome.errors:
+                log.write(b"RESULTS: warnings = %d, errors = %d\n" % (outcome.warnings, outcome.errors))
+            if not outcome.retry:
+                break
+        return outcome
+
+    def _run_rsync_once(self, argv: List[str], env, log):
+        errpath = self.image_dir / "rsync_error.tmp"
+        with open(str(errpath), "w+b") as errfh:
+            try:
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errfh, stdin=subprocess.DEVNULL,
+                                        env=env)
+            except OSError as exc:
+                return 127, [f"dervish: cannot run {argv[0]}: {exc}"]
+            write = log.write
+            for line in proc.stdout:
+                if line.endswith(b"/\n") or b" -> " in line or b" => " in line:
+                    continue
+                write(line)
+            proc.stdout.close()
+            code = proc.wait()
+            errfh.seek(0)
+            err = errfh.read().decode("utf-8", "surrogateescape")
+        errpath.unlink()
+        log.flush()
+        if code < 0:
+            code = 128 - code
+        return code, err.splitlines()
+
+    def _remove_temp(self) -> None:
+        for name in TEMP_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (self.image_dir / name).unlink()
+
+    def _chmod_meta(self) -> None:
+        if not self.cfg.meta_perm:
+            return
+        mode = _octal(self.cfg.meta_perm, 0o600)
+        for name in ("summary", "log", "log.gz", "log.bz2", "rsync_error", "index", "index.gz", "index.bz2"):
+            path = self.image_dir / name
+            if path.exists():
+                os.chmod(str(path), mode)
+
+
+def make_image(master, vault: str, branch: Optional[str] = None, options: Optional[ImageOptions] = None,
+               report: Callable[[str], None] = _noop, stdout=None) -> ImageResult:
+    """Create one image (see the module docstring); raises DervishError before anything is created."""
+    return ImageRun(master, vault, branch, options, report, stdout=stdout).run()

@@ -1,0 +1,198 @@
+"""rsync command line, log filtering and exit-code classification.
+
+The command line has a stable, documented order (Dirvish's depended on Perl hash order)::
+
+    <rsync> -vrltH --delete [-pgo] [-D] [-A] [-X] [--numeric-ids] [--stats] [--timeout=N]
+            [-c] [-S] [-W] [-x] [-z] [--bwlimit=KBPS] [--password-file=F] [--rsync-path=P]
+            [-e RSH] <rsync-option ...> --exclude-from=<image>/exclude [--link-dest=<ref>/tree]
+            <source> <image>/tree
+
+``-pgo -D -A -X --numeric-ids --stats -c -S -W -x -z`` follow the booleans ``permissions devices acls
+xattrs numeric-ids stats checksum sparse whole-file xdev zxfer``; ``-e`` is given only for a remote
+client (the source is then ``client:tree/``, one argv element, no shell involved).
+
+Exit classification (fixed; Dirvish's table with its bugs removed):
+
+* 0 -> ``success``; 24 -> ``warning (24) -- file vanished on sender`` (the image is good);
+* 1-5 and 124-127 -> ``fatal error (N) -- ...`` (no retry);
+* any non-zero code whose stderr names a fatal condition ("No space left on device", "Connection
+  refused", "No route to host", ...) -> ``fatal error (N) -- <condition>`` (no retry);
+* every other non-zero code (10-14, 20-23, 25, 30, 35 and unknown ones) -> ``error (N) -- ...``,
+  retried up to ``MAX_ATTEMPTS`` executions in the same image directory.
+
+A failed image keeps its (partial) tree: dervish never removes data it cannot prove to be junk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional
+
+MAX_ATTEMPTS = 3
+
+RSYNC_MESSAGES = {
+    0: "success",
+    1: "syntax or usage error",
+    2: "protocol incompatibility",
+    3: "errors selecting input/output files, dirs",
+    4: "requested action not supported",
+    5: "error starting client-server protocol",
+    6: "daemon unable to append to log-file",
+    10: "error in socket IO",
+    11: "error in file IO",
+    12: "error in rsync protocol data stream",
+    13: "errors with program diagnostics",
+    14: "error in IPC code",
+    20: "status returned when sent SIGUSR1, SIGINT",
+    21: "some error returned by waitpid()",
+    22: "error allocating core memory buffers",
+    23: "partial transfer",
+    24: "file vanished on sender",
+    25: "skipped some deletes due to --max-delete",
+    30: "timeout in data send/receive",
+    35: "timeout waiting for daemon connection",
+    124: "remote shell failed",
+    125: "remote shell killed",
+    126: "command could not be run",
+    127: "command not found",
+}
+
+FATAL_CODES = frozenset([1, 2, 3, 4, 5, 124, 125, 126, 127])
+
+# (regex on one stderr line, condition text); first match wins.
+FATAL_PATTERNS = (
+    (re.compile(r"No space left on device"), "filesystem full"),
+    (re.compile(r"Disk quota exceeded"), "disk quota exceeded"),
+    (re.compile(r"Connection refused"), "connection refused"),
+    (re.compile(r"No route to host"), "no route to host"),
+    (re.compile(r"Could not resolve hostname|Name or service not known"), "unknown host"),
+    (re.compile(r"Permission denied \(publickey"), "ssh authentication failed"),
+    (re.compile(r"Host key verification failed"), "ssh host key verification failed"),
+    (re.compile(r"^sh: .*(No such file|not found)"), "command not found"),
+    (re.compile(r"Read-only file system"), "read-only file system"),
+)
+ERROR_PATTERNS = (
+    re.compile(r"file has vanished: "),
+    re.compile(r"error: partial transfer|some files/attrs were not transferred"),
+    re.compile(r"[Bb]roken pipe"),
+    re.compile(r"error in rsync protocol data stream"),
+    re.compile(r"^rsync(: \[\w+\])?: .*(failed|error)"),
+)
+WARNING_PATTERNS = (re.compile(r"readlink .*[Nn]o such file"),)
+
+
+@dataclass(frozen=True)
+class RsyncOutcome:
+    """Classification of one rsync execution."""
+
+    code: int
+    severity: str  # success | warning | error | fatal
+    message: str
+    warnings: int = 0
+    errors: int = 0
+
+    @property
+    def status(self) -> str:
+        """The summary ``Status:`` text, exactly as Dirvish words it."""
+        if self.severity == "success":
+            return "success"
+        label = "fatal error" if self.severity == "fatal" else self.severity
+        return f"{label} ({self.code}) -- {self.message}"
+
+    @property
+    def good(self) -> bool:
+        return self.severity in ("success", "warning")
+
+    @property
+    def retry(self) -> bool:
+        return self.severity == "error"
+
+    @property
+    def hook_status(self) -> str:
+        """Value of ``DIRVISH_STATUS`` for post hooks."""
+        return self.severity
+
+
+def classify(code: int, stderr_lines=()) -> RsyncOutcome:
+    """Classify an rsync exit code together with the lines it wrote to stderr."""
+    fatal_text = None
+    warnings = errors = 0
+    for line in stderr_lines:
+        for rx, text in FATAL_PATTERNS:
+            if rx.search(line):
+                errors += 1
+                if fatal_text is None:
+                    fatal_text = text
+                break
+        else:
+            if any(rx.search(line) for rx in WARNING_PATTERNS):
+                warnings += 1
+            elif any(rx.search(line) for rx in ERROR_PATTERNS):
+                errors += 1
+    if code == 0:
+        return RsyncOutcome(0, "success", "success", warnings, errors)
+    message = RSYNC_MESSAGES.get(code, "unknown rsync exit code")
+    if fatal_text is not None:
+        return RsyncOutcome(code, "fatal", fatal_text, warnings, errors)
+    if code == 24:
+        return RsyncOutcome(code, "warning", message, warnings, errors)
+    if code in FATAL_CODES:
+        return RsyncOutcome(code, "fatal", message, warnings, errors)
+    return RsyncOutcome(code, "error", message, warnings, errors)
+
+
+def speed_limit_kbps(value) -> Optional[int]:
+    """Dirvish's ``speed-limit`` (Mbit/s) as ``--bwlimit`` KB/s: value x 100."""
+    if value in (None, "", 0):
+        return None
+    try:
+        return max(1, int(round(float(str(value).strip()) * 100)))
+    except ValueError:
+        return None
+
+
+def build_command(cfg, image_dir, source: str, ref_tree=None, remote: bool = False) -> List[str]:
+    """Return the rsync argv (see the module docstring for the order)."""
+    flags = cfg.flags
+    image_dir = str(image_dir)
+    argv = [cfg.rsync or "rsync", "-vrltH", "--delete"]
+    for key, opt in (("permissions", "-pgo"), ("devices", "-D"), ("acls", "-A"), ("xattrs", "-X"),
+                     ("numeric-ids", "--numeric-ids"), ("stats", "--stats")):
+        if flags.get(key):
+            argv.append(opt)
+    if cfg.rsync_timeout:
+        argv.append(f"--timeout={int(cfg.rsync_timeout)}")
+    for key, opt in (("checksum", "-c"), ("sparse", "-S"), ("whole-file", "-W"), ("xdev", "-x"),
+                     ("zxfer", "-z")):
+        if flags.get(key):
+            argv.append(opt)
+    kbps = speed_limit_kbps(cfg.speed_limit)
+    if kbps:
+        argv.append(f"--bwlimit={kbps}")
+    if cfg.password_file:
+        argv.append(f"--password-file={cfg.password_file}")
+    if cfg.rsync_client:
+        argv.append(f"--rsync-path={cfg.rsync_client}")
+    if remote and cfg.rsh and not source.split(":", 1)[-1].startswith(":"):
+        argv.extend(["-e", cfg.rsh])
+    argv.extend(cfg.rsync_options or ())
+    argv.append(f"--exclude-from={image_dir}/exclude")
+    if ref_tree is not None:
+        argv.append(f"--link-dest={ref_tree}")
+    argv.append(source)
+    argv.append(f"{image_dir}/tree")
+    return argv
+
+
+def keep_log_line(line: str) -> bool:
+    """Dirvish's log filter: drop directory lines (ending in ``/``) and link lines."""
+    body = line.rstrip("\n")
+    if body.endswith("/"):
+        return False
+    return " -> " not in body and " => " not in body
+
+
+def execution_header(cycle: int) -> str:
+    """Separator written to ``rsync_error`` before the stderr of execution ``cycle`` (from 0)."""
+    return f"\n\n*** Execution cycle {cycle} ***\n\n"
