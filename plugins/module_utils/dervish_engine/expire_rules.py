@@ -207,7 +207,7 @@ def parse_rule(text: str) -> ExpireRule:
             raise ConfigError(f"invalid expire rule {rule!r}: unbalanced braces")
     else:
         fields = rule.split(None, 5)
-        if len(fields) < 5:
+        if len(fields) < 5 or any(f.startswith("+") for f in fields[:5]):
             raise ConfigError(
                 f"invalid expire rule {rule!r}: crontab form needs MIN HR DOM MON DOW then the expire spec"
             )
