@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dervish_engine import confgrammar as g
 from dervish_engine.errors import ConfigError
 

@@ -9,7 +9,6 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-
 from dervish_engine.errors import ConfigError
 from dervish_engine.expire_rules import choose_expire, parse_rule, time_values
 
