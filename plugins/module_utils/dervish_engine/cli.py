@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from . import __version__
 from .config import load_master, load_vault
 from .errors import ConfigError, DervishError, LockedError
 from .expire import apply_plan, plan_expiry, scan_images
@@ -18,6 +17,11 @@ from .rsync import MAX_ATTEMPTS
 from .runall import run_all
 from .status import collect, render_json, render_table, vault_dirs
 from .timespec import parse_image_time
+
+try:
+    from . import __version__
+except ImportError:  # a stale editable install can expose the package as a namespace (no __init__)
+    __version__ = "0.1.0"
 
 EXIT_CODES = """\
 exit codes:

@@ -69,7 +69,7 @@ def good_images(vault_dir, branch: Optional[str] = None) -> List[GoodImage]:
         if branch and info.branch != branch:
             continue
         found.append(GoodImage(info.image or entry.name, entry, info.branch or "", info.backup_complete))
-    found.sort(key=lambda im: im.created, reverse=True)
+    found.sort(key=lambda im: (im.created, im.name), reverse=True)
     found.sort(key=lambda im: im.branch)
     return found
 

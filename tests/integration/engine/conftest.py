@@ -97,7 +97,8 @@ class Bank:
     def vault(self, name, tree, extra="", branch="default", client="localhost"):
         conf = self.bank / name / "dirvish" / (f"{branch}.conf")
         conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text("client: {}\ntree: {}\n{}".format(client, tree, textwrap.dedent(extra).lstrip("\n")))
+        tree_spec = str(tree).replace(" ", "\\ ")  # dirvish.conf escapes spaces in tree:
+        conf.write_text(f"client: {client}\ntree: {tree_spec}\n" + textwrap.dedent(extra).lstrip("\n"))
         return self.bank / name
 
     def run(self, *args, check=None, env=None, timeout=120, **kw):
@@ -123,21 +124,16 @@ def bank(tmp_path):
     return Bank(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def big_tree(tmp_path_factory):
-    """A shared read-only rich source tree (2,000+ files)."""
-    root = tmp_path_factory.mktemp("src") / "source tree"
-    return make_tree(root)
+@pytest.fixture
+def tree_factory():
+    """``make_tree(root, files=2000, rich=True)``."""
+    return make_tree
 
 
 @pytest.fixture
 def small_tree(tmp_path):
     root = tmp_path / "src"
     return make_tree(root, files=30, rich=False)
-
-
-def image_dirs(vault: Path):
-    return sorted(p for p in vault.iterdir() if p.name != "dirvish" and p.is_dir())
 
 
 def require(tool):
