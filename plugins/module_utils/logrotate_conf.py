@@ -88,7 +88,7 @@ class ParsedConfig:
     def first_boundary(self) -> int:
         """Index of the first ``include`` or block start: global directives before it affect everything."""
         for idx, line in enumerate(self.lines):
-            if line.is_global and (line.kind == PATHS or (line.kind == DIRECTIVE and line.key == "include")):
+            if line.kind == PATHS or (line.is_global and line.kind == DIRECTIVE and line.key == "include"):
                 return idx
         return len(self.lines)
 
@@ -323,9 +323,7 @@ def enable_dateext(text: str, dateformat: Optional[str] = None) -> EditResult:
             if items and items[-1][0].strip():
                 block.insert(0, "")
         else:
-            if at > 0 and items[at - 1][0].strip():
-                block.insert(0, "")
-            block.append("")
+            block.append("")  # one blank line between our lines and what follows
         add_insert(at, block)
         changed = True
         messages.append("added a global 'dateext' before the first include/block")
@@ -367,11 +365,11 @@ def disable_dateext(text: str) -> EditResult:
         remove.add(idx)
         remove.update(group)
         last = group[-1] if group else idx
-        before_blank = idx == 0 or parsed.lines[idx - 1].kind == BLANK
         after = last + 1
-        if before_blank and after < len(parsed.lines) and parsed.lines[after].kind == BLANK:
-            remove.add(after)
-        elif after >= len(parsed.lines) and idx > 0 and parsed.lines[idx - 1].kind == BLANK:
+        inserted_block = any(parsed.lines[i].key == "dateext" for i in group)
+        if inserted_block and after < len(parsed.lines) and parsed.lines[after].kind == BLANK:
+            remove.add(after)  # the blank line enable_dateext puts after the lines it inserts
+        elif inserted_block and after >= len(parsed.lines) and idx > 0 and parsed.lines[idx - 1].kind == BLANK:
             remove.add(idx - 1)  # block appended at EOF after a separating blank line
     messages = []
     for idx in parsed.global_directives("dateext"):
