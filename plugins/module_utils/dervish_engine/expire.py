@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -232,7 +233,10 @@ def remove_tree(path: Path) -> None:
         return
     if not path.exists():
         return
-    shutil.rmtree(path, onerror=_onerror)
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda func, p, exc: _onerror(func, p, (type(exc), exc, None)))
+    else:
+        shutil.rmtree(path, onerror=_onerror)
 
 
 def apply_plan(plan: ExpirePlan, log: Callable[[str], object] = print) -> int:
