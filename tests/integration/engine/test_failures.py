@@ -1,0 +1,212 @@
+"""Failure handling with real rsync behind wrapper scripts: exit codes, retries, disk full, kills, locks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import time
+
+import pytest
+
+from dervish_engine.summary import parse_summary
+
+
+def wrapper(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\necho run >> %s/%s.count\n%s\n" % (tmp_path, name, body))
+    path.chmod(0o755)
+    return path
+
+
+def summary_of(image):
+    return parse_summary((image / "summary").read_text(encoding="utf-8", errors="surrogateescape"))
+
+
+def hist_images(vault, branch="default"):
+    path = vault / "dirvish" / f"{branch}.hist"
+    if not path.exists():
+        return []
+    return [line.split("\t")[0] for line in path.read_text().splitlines()[1:]]
+
+
+@pytest.mark.parametrize("code, status", [
+    (23, "error (23) -- partial transfer"),
+    (30, "error (30) -- timeout in data send/receive"),
+])
+def test_retried_error_is_marked_and_never_referenced(bank, small_tree, tmp_path, code, status):
+    vault = bank.vault("v1", small_tree)
+    bank.run("image", "v1", "--image", "good", check=0)
+    fail = wrapper(tmp_path, "fail", 'rsync "$@"\necho "rsync error: forced failure (code %d)" >&2\nexit %d'
+                   % (code, code))
+    (vault / "dirvish" / "default.conf").write_text((vault / "dirvish" / "default.conf").read_text()
+                                                     + f"rsync: {fail}\n")
+    proc = bank.run("image", "v1", "--image", "bad", check=1)
+    assert f"v1:default image bad failed: {status}" in proc.stderr
+    bad = vault / "bad"
+    assert summary_of(bad).status == status
+    assert stat.S_IMODE(bad.stat().st_mode) == 0o700
+    assert (tmp_path / "fail.count").read_text().count("run") == 3
+    err = (bad / "rsync_error").read_text()
+    assert [line for line in err.splitlines() if line.startswith("***")] == [
+        "*** Execution cycle 0 ***", "*** Execution cycle 1 ***", "*** Execution cycle 2 ***"]
+    assert (bad / "tree" / "d00").is_dir()  # partial tree kept
+    assert sorted(p.name for p in bad.iterdir()) == ["log", "rsync_error", "summary", "tree"]
+    assert hist_images(vault) == ["good"]
+    # the next good run links against "good", never against "bad"
+    conf = vault / "dirvish" / "default.conf"
+    conf.write_text(conf.read_text().replace(f"rsync: {fail}\n", ""))
+    bank.run("image", "v1", "--image", "next", check=0)
+    assert summary_of(vault / "next").reference == "good"
+    rel = os.path.join("d00", "s0", "f00000.dat")
+    assert os.stat(vault / "next" / "tree" / rel).st_ino == os.stat(vault / "good" / "tree" / rel).st_ino
+    assert hist_images(vault) == ["good", "next"]
+
+
+def test_warning_24_is_a_good_image(bank, small_tree, tmp_path):
+    vault = bank.vault("v1", small_tree)
+    vanish = wrapper(tmp_path, "vanish", 'rsync "$@"\necho "file has vanished: \\"/x\\"" >&2\nexit 24')
+    (vault / "dirvish" / "default.conf").write_text((vault / "dirvish" / "default.conf").read_text()
+                                                     + f"rsync: {vanish}\n")
+    proc = bank.run("image", "v1", "--image", "w", check=0)
+    assert "warning (24) -- file vanished on sender" in proc.stdout
+    assert summary_of(vault / "w").status == "warning (24) -- file vanished on sender"
+    assert stat.S_IMODE((vault / "w").stat().st_mode) == 0o755
+    assert hist_images(vault) == ["w"]
+    assert (tmp_path / "vanish.count").read_text().count("run") == 1
+    bank.run("image", "v1", "--image", "after", check=0, env={})
+    assert summary_of(vault / "after").reference == "w"
+
+
+def test_disk_full_is_fatal_once_and_keeps_everything(bank, small_tree, tmp_path):
+    vault = bank.vault("v1", small_tree)
+    bank.run("image", "v1", "--image", "old", check=0)
+    old_inodes = {p.name: p.stat().st_ino for p in (vault / "old").iterdir()}
+    full = wrapper(tmp_path, "full", 'rsync "$@" >/dev/null\n'
+                   'echo "rsync: [receiver] write failed on \\"/x\\": No space left on device (28)" >&2\nexit 11')
+    conf = vault / "dirvish" / "default.conf"
+    conf.write_text(conf.read_text() + f"rsync: {full}\n")
+    proc = bank.run("image", "v1", "--image", "full", check=1)
+    assert "fatal error (11) -- filesystem full" in proc.stderr
+    assert summary_of(vault / "full").status == "fatal error (11) -- filesystem full"
+    assert (tmp_path / "full.count").read_text().count("run") == 1
+    assert (vault / "full" / "tree").is_dir()
+    assert {p.name: p.stat().st_ino for p in (vault / "old").iterdir()} == old_inodes
+    assert summary_of(vault / "old").status == "success"
+
+
+@pytest.mark.parametrize("code, status", [
+    (1, "fatal error (1) -- syntax or usage error"),
+    (99, "error (99) -- unknown rsync exit code"),
+])
+def test_fatal_and_unknown_codes(bank, small_tree, tmp_path, code, status):
+    vault = bank.vault("v1", small_tree)
+    fail = wrapper(tmp_path, "fail", "exit %d" % code)
+    conf = vault / "dirvish" / "default.conf"
+    conf.write_text(conf.read_text() + f"rsync: {fail}\n")
+    bank.run("image", "v1", "--image", "x", check=1)
+    assert summary_of(vault / "x").status == status
+    runs = (tmp_path / "fail.count").read_text().count("run")
+    assert runs == (1 if code == 1 else 3)
+    assert not (vault / "x" / "rsync_error").exists()  # nothing written to stderr
+
+
+def slow_vault(bank, tree, tmp_path, delay="0.05"):
+    slow = wrapper(tmp_path, "slow", 'rsync "$@" | while IFS= read -r l; do printf "%%s\\n" "$l"; sleep %s; done'
+                   % delay)
+    return bank.vault("v1", tree, f"rsync: {slow}\n")
+
+
+def wait_for(predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_killed_run_is_recovered_by_the_next_run(bank, small_tree, tmp_path):
+    vault = bank.vault("v1", small_tree)
+    bank.run("image", "v1", "--image", "good", check=0)
+    conf = vault / "dirvish" / "default.conf"
+    slow = wrapper(tmp_path, "slow", 'rsync "$@" | while IFS= read -r l; do printf "%s\\n" "$l"; sleep 0.1; done')
+    conf.write_text(conf.read_text() + f"rsync: {slow}\n")
+    proc = bank.popen("image", "v1", "--image", "killed", start_new_session=True)
+    try:
+        assert wait_for(lambda: (tmp_path / "slow.count").exists() and (vault / "killed" / "exclude").exists())
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned wrapper and rsync
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+    lock = (vault / "dirvish" / "lock_file").read_text().splitlines()
+    assert lock[0] == str(proc.pid) and any(line.startswith("boot-id: ") for line in lock)
+    assert summary_of(vault / "killed").status is None
+    conf.write_text(conf.read_text().replace(f"rsync: {slow}\n", ""))
+    result = bank.run("image", "v1", "--image", "after", check=0)
+    assert "stale lock of PID %d" % proc.pid in result.stderr and "cleared" in result.stderr
+    killed = summary_of(vault / "killed")
+    assert killed.status == "error -- interrupted (run killed)"
+    assert (vault / "killed" / "summary").read_text().endswith("Status: error -- interrupted (run killed)\n")
+    assert not (vault / "killed" / "exclude").exists() and not (vault / "killed" / "rsync_error.tmp").exists()
+    assert stat.S_IMODE((vault / "killed").stat().st_mode) == 0o700
+    assert summary_of(vault / "after").reference == "good"
+    assert hist_images(vault) == ["good", "after"]
+    assert not (vault / "dirvish" / "lock_file").exists()
+
+
+def test_concurrent_run_is_refused_with_exit_3(bank, small_tree, tmp_path):
+    vault = slow_vault(bank, small_tree, tmp_path)
+    first = bank.popen("image", "v1", "--image", "first")
+    try:
+        assert wait_for(lambda: (tmp_path / "slow.count").exists())
+        second = bank.run("image", "v1", "--image", "second", check=3)
+        assert second.stderr.startswith("dervish: vault v1 is being backed up by PID %d since " % first.pid)
+        assert not (vault / "second").exists()
+    finally:
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert summary_of(vault / "first").status == "success"
+    assert hist_images(vault) == ["first"]
+
+
+def test_lock_from_another_boot_is_stale(bank, small_tree):
+    vault = bank.vault("v1", small_tree)
+    lock = vault / "dirvish" / "lock_file"
+    # a live PID (this test) but another boot id: the lock cannot be from a running backup
+    lock.write_text("%d\nboot-id: 00000000-0000-0000-0000-000000000000\nhost: %s\n" % (os.getpid(),
+                                                                                        socket.gethostname()))
+    proc = bank.run("image", "v1", "--image", "x", check=0)
+    assert "stale lock of PID %d" % os.getpid() in proc.stderr
+    # a Dirvish-era lock (PID only, no newline) of a live process is respected
+    lock.write_text(str(os.getpid()))
+    proc = bank.run("image", "v1", "--image", "y", check=3)
+    assert "is being backed up by PID %d" % os.getpid() in proc.stderr
+    assert lock.read_text() == str(os.getpid())
+    lock.unlink()
+
+
+def test_runall_isolates_a_failing_vault(bank, small_tree, tmp_path):
+    fail = wrapper(tmp_path, "fail", "exit 23")
+    bank.vault("a", small_tree)
+    bank.vault("b", small_tree, f"rsync: {fail}\n")
+    bank.vault("c", small_tree)
+    bank.runall = ["a", "b", "c 2026-01-02 03:04"]
+    bank.master_extra = "image-default: %Y%m%d-%H%M%S\n"
+    bank.write_master()
+    proc = bank.run("runall", "--jobs", "2", check=1)
+    lines = proc.stdout.splitlines()
+    assert any(line.endswith("a done (success)") for line in lines)
+    assert any(line.endswith("c done (success)") for line in lines)
+    assert any(line.endswith("b done (error (23) -- partial transfer)") for line in lines)
+    assert all(line[2] == ":" and line[5] == ":" for line in lines)
+    assert [p.name for p in (bank.bank / "c").iterdir() if p.name != "dirvish"] == ["20260102-030400"]
+    assert len(hist_images(bank.bank / "a")) == 1 and hist_images(bank.bank / "b") == []
+    dry = bank.run("runall", "--dry-run", check=0)
+    assert "dervish image c --image-time '2026-01-02 03:04'" in dry.stdout
