@@ -281,7 +281,8 @@ class VaultConfig:
 
 
 def _check_name(what: str, name: str) -> None:
-    if not name or name in (".", "..") or "/" in name or name.startswith("-") or any(c.isspace() for c in name):
+    if (not name or name in (".", "..") or "/" in name or ":" in name or name.startswith("-")
+            or any(c.isspace() for c in name)):
         raise ConfigError(f"invalid {what} name {name!r}")
 
 

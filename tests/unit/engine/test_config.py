@@ -281,3 +281,17 @@ def test_source_and_is_local(layout, write):
     assert not v.is_local("server1") and v.source("server1") == "root@db1:/var/lib/"
     v.tree = "/"
     assert v.source("server1") == "root@db1:/"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a:b", "-x", "a b"])
+def test_invalid_vault_names(layout, name):
+    with pytest.raises(ConfigError, match="invalid vault name"):
+        find_vault_dir(master(layout), name)
+
+
+def test_config_error_formats():
+    assert str(ConfigError("bad", "/f.conf", 3)) == "/f.conf:3: bad"
+    assert str(ConfigError("bad", "/f.conf")) == "/f.conf: bad"
+    assert str(ConfigError("bad")) == "bad"
+    err = ConfigError("bad", "/f.conf", 3)
+    assert (err.message, err.path, err.line) == ("bad", "/f.conf", 3)
