@@ -79,7 +79,7 @@ ERROR_PATTERNS = (
     re.compile(r"error in rsync protocol data stream"),
     re.compile(r"^rsync(: \[\w+\])?: .*(failed|error)"),
 )
-WARNING_PATTERNS = (re.compile(r"readlink .*[Nn]o such file"),)
+WARNING_PATTERNS = (re.compile(r"readlink.*[Nn]o such file"),)
 
 
 @dataclass(frozen=True)

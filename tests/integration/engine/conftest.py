@@ -108,8 +108,7 @@ class Bank:
         full_env.update(env or {})
         proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, **kw)
         if check is not None and proc.returncode != check:
-            raise AssertionError("exit %d != %d\nstdout:\n%s\nstderr:\n%s" % (
-                proc.returncode, check, proc.stdout, proc.stderr))
+            raise AssertionError(f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
 
     def popen(self, *args, **kw):

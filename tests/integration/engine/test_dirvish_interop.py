@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from dervish_engine.summary import parse_summary
 
 pytestmark = pytest.mark.skipif(

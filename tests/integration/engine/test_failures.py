@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,13 +10,12 @@ import stat
 import time
 
 import pytest
-
 from dervish_engine.summary import parse_summary
 
 
 def wrapper(tmp_path, name, body):
     path = tmp_path / name
-    path.write_text("#!/bin/sh\necho run >> %s/%s.count\n%s\n" % (tmp_path, name, body))
+    path.write_text(f"#!/bin/sh\necho run >> {tmp_path}/{name}.count\n{body}\n")
     path.chmod(0o755)
     return path
 
@@ -38,8 +38,7 @@ def hist_images(vault, branch="default"):
 def test_retried_error_is_marked_and_never_referenced(bank, small_tree, tmp_path, code, status):
     vault = bank.vault("v1", small_tree)
     bank.run("image", "v1", "--image", "good", check=0)
-    fail = wrapper(tmp_path, "fail", 'rsync "$@"\necho "rsync error: forced failure (code %d)" >&2\nexit %d'
-                   % (code, code))
+    fail = wrapper(tmp_path, "fail", f'rsync "$@"\necho "rsync error: forced failure (code {code})" >&2\nexit {code}')
     (vault / "dirvish" / "default.conf").write_text((vault / "dirvish" / "default.conf").read_text()
                                                      + f"rsync: {fail}\n")
     proc = bank.run("image", "v1", "--image", "bad", check=1)
@@ -102,7 +101,7 @@ def test_disk_full_is_fatal_once_and_keeps_everything(bank, small_tree, tmp_path
 ])
 def test_fatal_and_unknown_codes(bank, small_tree, tmp_path, code, status):
     vault = bank.vault("v1", small_tree)
-    fail = wrapper(tmp_path, "fail", "exit %d" % code)
+    fail = wrapper(tmp_path, "fail", f"exit {code}")
     conf = vault / "dirvish" / "default.conf"
     conf.write_text(conf.read_text() + f"rsync: {fail}\n")
     bank.run("image", "v1", "--image", "x", check=1)
@@ -113,8 +112,7 @@ def test_fatal_and_unknown_codes(bank, small_tree, tmp_path, code, status):
 
 
 def slow_vault(bank, tree, tmp_path, delay="0.05"):
-    slow = wrapper(tmp_path, "slow", 'rsync "$@" | while IFS= read -r l; do printf "%%s\\n" "$l"; sleep %s; done'
-                   % delay)
+    slow = wrapper(tmp_path, "slow", f'rsync "$@" | while IFS= read -r l; do printf "%s\\n" "$l"; sleep {delay}; done')
     return bank.vault("v1", tree, f"rsync: {slow}\n")
 
 
@@ -140,17 +138,15 @@ def test_killed_run_is_recovered_by_the_next_run(bank, small_tree, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the orphaned wrapper and rsync
-        except ProcessLookupError:
-            pass
         proc.communicate()
     lock = (vault / "dirvish" / "lock_file").read_text().splitlines()
     assert lock[0] == str(proc.pid) and any(line.startswith("boot-id: ") for line in lock)
     assert summary_of(vault / "killed").status is None
     conf.write_text(conf.read_text().replace(f"rsync: {slow}\n", ""))
     result = bank.run("image", "v1", "--image", "after", check=0)
-    assert "stale lock of PID %d" % proc.pid in result.stderr and "cleared" in result.stderr
+    assert f"stale lock of PID {proc.pid}" in result.stderr and "cleared" in result.stderr
     killed = summary_of(vault / "killed")
     assert killed.status == "error -- interrupted (run killed)"
     assert (vault / "killed" / "summary").read_text().endswith("Status: error -- interrupted (run killed)\n")
@@ -167,7 +163,7 @@ def test_concurrent_run_is_refused_with_exit_3(bank, small_tree, tmp_path):
     try:
         assert wait_for(lambda: (tmp_path / "slow.count").exists())
         second = bank.run("image", "v1", "--image", "second", check=3)
-        assert second.stderr.startswith("dervish: vault v1 is being backed up by PID %d since " % first.pid)
+        assert second.stderr.startswith(f"dervish: vault v1 is being backed up by PID {first.pid} since ")
         assert not (vault / "second").exists()
     finally:
         out, err = first.communicate(timeout=60)
@@ -180,14 +176,13 @@ def test_lock_from_another_boot_is_stale(bank, small_tree):
     vault = bank.vault("v1", small_tree)
     lock = vault / "dirvish" / "lock_file"
     # a live PID (this test) but another boot id: the lock cannot be from a running backup
-    lock.write_text("%d\nboot-id: 00000000-0000-0000-0000-000000000000\nhost: %s\n" % (os.getpid(),
-                                                                                        socket.gethostname()))
+    lock.write_text(f"{os.getpid()}\nboot-id: 00000000-0000-0000-0000-000000000000\nhost: {socket.gethostname()}\n")
     proc = bank.run("image", "v1", "--image", "x", check=0)
-    assert "stale lock of PID %d" % os.getpid() in proc.stderr
+    assert f"stale lock of PID {os.getpid()}" in proc.stderr
     # a Dirvish-era lock (PID only, no newline) of a live process is respected
     lock.write_text(str(os.getpid()))
     proc = bank.run("image", "v1", "--image", "y", check=3)
-    assert "is being backed up by PID %d" % os.getpid() in proc.stderr
+    assert f"is being backed up by PID {os.getpid()}" in proc.stderr
     assert lock.read_text() == str(os.getpid())
     lock.unlink()
 

@@ -8,7 +8,6 @@ import stat
 import subprocess
 
 import pytest
-
 from dervish_engine.summary import parse_summary
 
 
@@ -164,7 +163,7 @@ def test_hooks_see_variables_in_every_command(bank, small_tree, tmp_path):
         text = (out / name).read_text()
         assert "first=v1:default:h1" in text
         assert "DIRVISH_IMAGE=v1:default:h1" in text
-        assert "DIRVISH_SRC=%s" % small_tree in text
+        assert f"DIRVISH_SRC={small_tree}" in text
         assert "DIRVISH_DEST=%s" % (image / "tree") in text
         assert "DIRVISH_CLIENT=localhost" in text
         assert "DIRVISH_SERVER=" in text
@@ -174,7 +173,7 @@ def test_hooks_see_variables_in_every_command(bank, small_tree, tmp_path):
         cwd = text.splitlines()[-2]
         assert cwd == str(small_tree if name.endswith("client") else image / "tree")
     log = gzip.decompress((image / "log.gz").read_bytes()).decode()
-    order = [log.index("%s-stdout" % n) for n in ("pre-server", "pre-client", "post-client", "post-server")]
+    order = [log.index(f"{n}-stdout") for n in ("pre-server", "pre-client", "post-client", "post-server")]
     assert order == sorted(order) and "Pre-Server: echo pre-server-stdout" in log
     assert log.index("pre-client-stdout") < log.index("ACTION:") < log.index("post-client-stdout")
 
@@ -191,7 +190,7 @@ def test_post_hook_failure_keeps_good_image_but_exits_4(bank, small_tree):
 
 
 def test_pre_server_failure_means_no_rsync(bank, small_tree):
-    vault = bank.vault("v1", small_tree, "pre-server: exit 5\npost-server: touch %s/post-ran\n" % small_tree.parent)
+    vault = bank.vault("v1", small_tree, f"pre-server: exit 5\npost-server: touch {small_tree.parent}/post-ran\n")
     proc = bank.run("image", "v1", "--image", "f1", check=1)
     assert "error -- pre-server failed (5)" in proc.stderr
     image = vault / "f1"
@@ -250,10 +249,10 @@ def test_locate_and_status_on_real_images(bank, small_tree):
     proc = bank.run("locate", "v1", "f0000[01].dat$", check=0)
     lines = proc.stdout.splitlines()
     assert lines[0] == "2 matches in 3 images"
-    path1 = "%s/d00/s1/f00001.dat" % small_tree
+    path1 = f"{small_tree}/d00/s1/f00001.dat"
     at = lines.index(path1)
     assert lines[at + 1].endswith(" i3, i2") and lines[at + 2].endswith(" i1")
-    path0 = "%s/d00/s0/f00000.dat" % small_tree
+    path0 = f"{small_tree}/d00/s0/f00000.dat"
     assert lines[lines.index(path0) + 1].endswith(" i3, i2, i1")
     status = bank.run("status", check=0)
     assert status.stdout.splitlines()[0].split() == ["VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS",

@@ -6,7 +6,6 @@ import os
 import shlex
 
 import pytest
-
 from dervish_engine.summary import parse_summary
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -16,9 +15,8 @@ SRC = "/srv/dervish-ssh-test"
 
 @pytest.fixture
 def remote_tree(lab):
-    lab.ssh("laptop1", "rm -rf %s && mkdir -p %s/sub\\ dir && cd %s && for i in $(seq 1 200); do "
-            "echo file $i > sub\\ dir/f$i.txt; done && ln -s sub\\ dir/f1.txt link && ln sub\\ dir/f2.txt hard"
-            % (SRC, SRC, SRC))
+    lab.ssh("laptop1", f"rm -rf {SRC} && mkdir -p {SRC}/sub\\ dir && cd {SRC} && for i in $(seq 1 200); do "
+            "echo file $i > sub\\ dir/f$i.txt; done && ln -s sub\\ dir/f1.txt link && ln sub\\ dir/f2.txt hard")
     yield SRC
     lab.ssh("laptop1", f"rm -rf {SRC} /tmp/dervish-hook.env", check=False)
 

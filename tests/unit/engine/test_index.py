@@ -1,0 +1,58 @@
+"""Index: find -ls output with the tree prefix rewritten, gzip/bzip2/text."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+
+import pytest
+from dervish_engine import index
+from dervish_engine.errors import ImageError
+
+
+@pytest.fixture
+def image(tmp_path):
+    img = tmp_path / "bank" / "v" / "img 1"
+    tree = img / "tree"
+    (tree / "a dir").mkdir(parents=True)
+    (tree / "a dir" / "f x.txt").write_text("x")
+    (tree / "tree").mkdir()
+    (tree / "tree" / "inner").write_text("y")
+    os.symlink("a dir/f x.txt", tree / "link")
+    with open(os.path.join(os.fsencode(str(tree)), b"bad\xff"), "wb") as fh:
+        fh.write(b"z")
+    return img
+
+
+def test_gzip_index_rewrites_prefix(image):
+    path = index.build_index(image, "/home/src", "gzip")
+    assert path.name == "index.gz"
+    lines = gzip.decompress(path.read_bytes()).decode("utf-8", "surrogateescape").splitlines()
+    assert lines[0].endswith(" " + index.escape_path(str(image / "tree")))
+    paths = sorted(line.split(None, 10)[10] for line in lines[1:])
+    assert paths == ["/home/src/a\\ dir", "/home/src/a\\ dir/f\\ x.txt", "/home/src/bad\\377",
+                     "/home/src/link -> a\\ dir/f\\ x.txt", "/home/src/tree", "/home/src/tree/inner"]
+    fields = lines[1].split()
+    assert fields[0].isdigit() and fields[2][0] in "-dl" and len(fields) >= 11
+    assert not (image / "index.gz.tmp").exists()
+
+
+def test_alias_with_space_text_and_bzip2(image):
+    text = index.build_index(image, "/my alias/", "text").read_text(errors="replace")
+    assert "/my\\ alias/a\\ dir/f\\ x.txt" in text
+    data = bz2.decompress(index.build_index(image, "/s", "bzip2").read_bytes()).decode(errors="replace")
+    assert "/s/tree/inner" in data
+
+
+def test_rewrite_lines():
+    out = index.rewrite([b"  1 4 drwx 2 u g 4096 Nov 26 14:18 tree\n",
+                         b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/x\\ tree/y -> tree/z\n"], b"/src/", b"/img/tree")
+    assert out == (b"  1 4 drwx 2 u g 4096 Nov 26 14:18 /img/tree\n"
+                   b"  2 4 -rw- 1 u g 1 Nov 26 14:18 /src/x\\ tree/y -> tree/z\n")
+
+
+def test_missing_tree_raises(tmp_path):
+    with pytest.raises(ImageError, match="find exit"):
+        index.build_index(tmp_path, "/src", "gzip")
+    assert not (tmp_path / "index.gz").exists() and not (tmp_path / "index.gz.tmp").exists()
