@@ -134,8 +134,8 @@ def edit_updatedb_conf(text: str, paths: Sequence[str], state: str = "present", 
     warnings: List[str] = []
     if len(hits) > 1:
         warnings.append(
-            f"{name} is set {len(hits)} times (lines {', '.join(str(i + 1) for i, _ in hits)}); plocate and mlocate "
-            f"reject that; only the last one was edited"
+            f"{name} is set {len(hits)} times (lines {', '.join(str(i + 1) for i, _match in hits)}); "
+            f"plocate and mlocate reject that; only the last one was edited"
         )
 
     if not hits:

@@ -85,7 +85,7 @@ seealso:
     description: The configuration file of plocate's and mlocate's updatedb.
     link: https://manpages.debian.org/bookworm/plocate/updatedb.conf.5.en.html
 author:
-  - dervish developers
+  - dervish developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -161,7 +161,7 @@ def write_atomically(module, path, text):
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(to_bytes(text, errors="surrogateescape"))
+            handle.write(to_bytes(text, errors="surrogate_or_strict"))
     except Exception:
         os.unlink(tmp)
         raise

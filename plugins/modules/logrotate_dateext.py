@@ -86,7 +86,7 @@ seealso:
     description: The manual page of logrotate.
     link: https://man7.org/linux/man-pages/man8/logrotate.8.html
 author:
-  - dervish developers
+  - dervish developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -195,7 +195,7 @@ def validate_with_logrotate(module, before, after, path):
     if rc_new == 0 and not errs_new:
         return
     if before is not None:
-        rc_old, errs_old, _ = run_logrotate_check(module, logrotate, before, path, workdir)
+        rc_old, errs_old, _output = run_logrotate_check(module, logrotate, before, path, workdir)
     else:
         rc_old, errs_old = 0, []
     fresh = new_errors(errs_new, errs_old)
