@@ -280,8 +280,6 @@ def enable_dateext(text: str, dateformat: Optional[str] = None) -> EditResult:
     for raw in physical:
         body = raw.rstrip("\r\n")
         items.append([body, raw[len(body):]])
-    if items and not items[-1][1]:
-        items[-1][1] = ""  # no newline at EOF: keep it that way unless we append
     changed = False
 
     # 1. A global nodateext anywhere switches dateext off for everything after it: turn it into dateext.
