@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from lab import Lab
 
 pytestmark = pytest.mark.lab

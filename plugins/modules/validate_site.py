@@ -1,0 +1,56 @@
+# Copyright: dervish developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: validate_site
+short_description: Check a dervish backup site in the inventory before anything changes
+version_added: 0.1.0
+description:
+  - Reads the variables of every host of the groups C(backup_servers) and C(backup_clients) and
+    checks them against the argument specs of the roles M(dervish.backup.backup_server) and
+    M(dervish.backup.backup_client) (types, unknown variables and vault keys), then checks the site
+    as a whole: every client's server exists, vault names are unique per server, trees and
+    excluded paths are absolute, banks lie on the backup drive.
+  - Fails with one line per problem, each naming the host and the variable, so a playbook that
+    runs it first changes no host when the inventory is wrong.
+  - Runs on the controller only; run it once (C(run_once)).
+author:
+  - dervish developers
+options: {}
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: all
+  action:
+    support: full
+  bypass_host_loop:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Check the inventory before changing anything
+  dervish.backup.validate_site:
+  run_once: true
+"""
+
+RETURN = r"""
+problems:
+  description: One message per problem found, each naming the host and the variable.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["laptop2: backup_client_server is 'nas', which is not a host of the group 'backup_servers'"]
+vaults:
+  description: The vault names each backup server backs up.
+  returned: success
+  type: dict
+  sample: {backup: [laptop1-root, laptop2-root]}
+"""
