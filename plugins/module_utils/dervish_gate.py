@@ -319,6 +319,8 @@ def decide_rsync(config: GateConfig, words: Sequence[str]) -> Decision:
                 relative = False
             continue
         if not option.startswith("-") or option == "-":
+            if "." not in rest:
+                return refuse("invalid rsync server command (no '.' argument)")
             return refuse(f"unexpected argument {option[:60]!r} before '.'")
         letters = parse_option_letters(option)
         if letters is None:
@@ -447,16 +449,20 @@ def check_executable(decision: Decision) -> Decision:
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None,
-         stderr: Optional[TextIO] = None, execve=None) -> int:
-    """Decide on $SSH_ORIGINAL_COMMAND, log, then exec the allowed program or return EXIT_REFUSED."""
+         stderr: Optional[TextIO] = None, execve=None, fallback_log: Optional[str] = DEFAULT_LOG,
+         fallback_syslog: bool = True) -> int:
+    """Decide on $SSH_ORIGINAL_COMMAND, log, then exec the allowed program or return EXIT_REFUSED.
+
+    ``execve`` replaces os.execve (tests); ``fallback_log``/``fallback_syslog`` are where a refusal is
+    logged when the config cannot be read.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = dict(os.environ if environ is None else environ)
     stderr = sys.stderr if stderr is None else stderr
     execve = os.execve if execve is None else execve
     command = environ.get("SSH_ORIGINAL_COMMAND")
     client = client_address(environ)
-    log_file: Optional[str] = DEFAULT_LOG
-    syslog = True
+    log_file, syslog = fallback_log, fallback_syslog
     try:
         config = load_config(config_path(argv, environ))
         log_file, syslog = config.log_file, config.syslog
