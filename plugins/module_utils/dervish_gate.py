@@ -35,8 +35,8 @@ one statement a line, ``#`` starts a comment line, words split like a POSIX shel
     log /var/log/dervish-gate.log      # default; "log off" disables the file
     syslog on                          # default; "logger -t dervish-gate -p auth.*"
 
-A missing or unreadable config, an unknown keyword or a bad line refuses everything (fail closed),
-with a message naming the file and line.
+A missing, unreadable or group/world-writable config, an unknown keyword or a bad line refuses
+everything (fail closed), with a message naming the file and line.
 
 Every verdict is logged: one line appended to the log file and sent to syslog (auth.info for an
 allowed command, auth.warning for a refusal), with time, client address (``SSH_CLIENT``), reason
@@ -234,12 +234,16 @@ def one_value(values: Sequence[str], usage: str) -> None:
 
 
 def load_config(path: str) -> GateConfig:
+    """Read and parse the config; one that others than its owner may write is refused too."""
     try:
         with open(path, encoding="utf-8") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise GateConfigError(f"cannot read gate config {path}: {reason}") from None
+    if mode & 0o022:
+        raise GateConfigError(f"gate config {path} is writable by group or others (mode {mode & 0o7777:04o})")
     return parse_config(text, path)
 
 

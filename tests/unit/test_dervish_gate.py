@@ -83,6 +83,16 @@ def test_missing_config_names_the_file(tmp_path: Path) -> None:
         gate.load_config(str(tmp_path / "nope.conf"))
 
 
+def test_writable_config_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "gate.conf"
+    conf.write_text("tree /\n")
+    conf.chmod(0o666)
+    with pytest.raises(gate.GateConfigError, match=r"gate.conf is writable by group or others \(mode 0666\)"):
+        gate.load_config(str(conf))
+    conf.chmod(0o640)
+    assert gate.load_config(str(conf)).trees == ("/",)
+
+
 def test_config_path_precedence() -> None:
     env = {"DERVISH_GATE_CONFIG": "/env.conf"}
     assert gate.config_path([], {}) == "/etc/dervish/gate.conf"
@@ -226,6 +236,16 @@ def test_refused(config: gate.GateConfig, command, reason: str) -> None:
     assert not decision.allowed
     assert reason in decision.reason
     assert decision.argv == ()
+
+
+def test_undecodable_bytes_survive_the_respelling(config: gate.GateConfig) -> None:
+    """A non-UTF-8 file name (as os.environ decodes it) reaches rrsync byte for byte."""
+    name = b"/srv/data/caf\xe9/".decode("utf-8", "surrogateescape")
+    decision = gate.decide(config, f"rsync --server --sender {OPTS} . {name}")
+    assert decision.allowed
+    spelt = decision.original_command.encode("utf-8", "surrogateescape")
+    assert spelt == f"rsync --server --sender {OPTS} . /caf\\".encode() + b"\xe9/"
+    assert gate.rrsync_words(decision.original_command)[-1] == "/caf" + b"\xe9".decode("utf-8", "surrogateescape") + "/"
 
 
 def test_empty_config_allows_nothing() -> None:
