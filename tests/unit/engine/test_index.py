@@ -56,3 +56,20 @@ def test_missing_tree_raises(tmp_path):
     with pytest.raises(ImageError, match="find exit"):
         index.build_index(tmp_path, "/src", "gzip")
     assert not (tmp_path / "index.gz").exists() and not (tmp_path / "index.gz.tmp").exists()
+
+
+def test_parallel_jobs_list_the_same_lines(tmp_path):
+    img = tmp_path / "img"
+    for i in range(12):
+        for j in range(3):
+            d = img / "tree" / f"d{i}" / f"e{j}"
+            d.mkdir(parents=True)
+            (d / "f").write_text("x")
+    (img / "tree" / "top file").write_text("t")
+    jobs = index.split_jobs(img, 3)
+    assert jobs[0][0] == b"tree" and len(jobs) == 4
+    single = gzip.decompress(index.build_index(img, "/s", "gzip", workers=1).read_bytes()).splitlines()
+    multi = gzip.decompress(index.build_index(img, "/s", "gzip", workers=3).read_bytes()).splitlines()
+    assert multi[0] == single[0] and multi[0].endswith(str(img / "tree").encode())
+    assert sorted(multi) == sorted(single) and len(single) == 1 + 12 + 36 + 36 + 1
+    assert index.split_jobs(img, 1) == [[b"tree"]]
