@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
@@ -51,10 +53,15 @@ def _parser() -> argparse.ArgumentParser:
                           "/etc/dirvish/master.conf; give /etc/dirvish/master.conf to adopt Dirvish)")
     top.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     top.add_argument("--version", action="version", version="dervish " + __version__)
+    # --config/--quiet are accepted after the subcommand too (SUPPRESS keeps the top-level value)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="MASTER", default=argparse.SUPPRESS, help="master configuration")
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="print errors only")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("image", help="create one image of a vault", epilog=RSYNC_HELP + "\n" + EXIT_CODES,
+    p = sub.add_parser("image", parents=[common], help="create one image of a vault",
+                       epilog=RSYNC_HELP + "\n" + EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Create an image of VAULT (branch BRANCH, default 'default'). A vault "
                                    "without any image is initialised automatically (full copy).")
@@ -68,28 +75,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", "--no-run", action="store_true",
                    help="print the summary and rsync command, create nothing")
 
-    p = sub.add_parser("runall", help="image every Runall: entry of the master configuration",
+    p = sub.add_parser("runall", parents=[common], help="image every Runall: entry of the master configuration",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="exit code: number of failed entries (max 100)")
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="vaults in parallel (default Runall-jobs: or 1)")
     p.add_argument("--dry-run", "--no-run", action="store_true", help="only print what would run")
 
-    p = sub.add_parser("expire", help="remove expired images (the newest good image of a branch is kept)")
+    p = sub.add_parser("expire", parents=[common],
+                       help="remove expired images (the newest good image of a branch is kept)")
     p.add_argument("--dry-run", "--no-run", action="store_true", help="only print what would be removed")
     p.add_argument("--vault", metavar="V", help="only this vault")
     p.add_argument("--tree", action="store_true", help="remove only the tree/ of expired images")
     p.add_argument("--time", metavar="T", help="pretend it is this time")
 
-    p = sub.add_parser("locate", help="find versions of files in a vault's image indexes",
+    p = sub.add_parser("locate", parents=[common], help="find versions of files in a vault's image indexes",
                        description="PATTERN is a regular expression on the last path component; "
                                    "[^/]*$ is appended unless it ends in $.")
     p.add_argument("vault", metavar="VAULT[:BRANCH]")
     p.add_argument("pattern", metavar="PATTERN")
 
-    p = sub.add_parser("status", help="last good image, last attempt, age, images and space per vault")
+    p = sub.add_parser("status", parents=[common],
+                       help="last good image, last attempt, age, images and space per vault")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("check", help="load the master and every vault/branch configuration, report all errors")
+    sub.add_parser("check", parents=[common],
+                   help="load the master and every vault/branch configuration, report all errors")
     return top
 
 
@@ -222,9 +232,20 @@ COMMANDS = {"image": cmd_image, "runall": cmd_runall, "expire": cmd_expire, "loc
             "status": cmd_status, "check": cmd_check}
 
 
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP: unwind like Ctrl-C so a running image is marked and the lock released."""
+
+
+def _terminate(signum, _frame):
+    raise Terminated(signal.Signals(signum).name)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     con = _Console(args.quiet)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _terminate)
     try:
         master = load_master(args.config)
         return COMMANDS[args.command](args, master, con)
@@ -240,5 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         con.error("interrupted")
         return 130
+    except Terminated as exc:
+        con.error(f"terminated by {exc}")
+        return 143
     except BrokenPipeError:
         return EXIT_OK

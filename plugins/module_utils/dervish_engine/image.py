@@ -182,6 +182,8 @@ class ImageRun:
         self.report = report
         self.now = now or datetime.now()
         self.stdout = stdout
+        self._child = None
+        self._created = False
         overrides = {}
         if self.options.expire is not None:
             overrides["expire"] = self.options.expire
@@ -281,13 +283,18 @@ class ImageRun:
             ref = find_reference(self.vault_dir, self.branch, self.cfg.reference,
                                  self.options.init or bool(self.cfg.flags.get("init")))
             self.expire_fields()  # reject a bad expire spec before anything is created
-            return self._run_locked(ref)
+            try:
+                return self._run_locked(ref)
+            except BaseException as exc:
+                self._abort(exc)
+                raise
         finally:
             lock.release(self.vault_dir)
 
     def _run_locked(self, ref: Reference) -> ImageResult:
         image_dir = self.image_dir
         image_dir.mkdir(mode=0o700)
+        self._created = True
         os.chmod(str(image_dir), 0o700)
         (image_dir / "tree").mkdir()
         argv = self.command(ref)
@@ -384,6 +391,7 @@ class ImageRun:
             try:
                 proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errfh, stdin=subprocess.DEVNULL,
                                         env=env)
+                self._child = proc
             except OSError as exc:
                 return 127, [f"dervish: cannot run {argv[0]}: {exc}"]
             write = log.write
@@ -400,6 +408,35 @@ class ImageRun:
         if code < 0:
             code = 128 - code
         return code, err.splitlines()
+
+    def _abort(self, exc: BaseException) -> None:
+        """The run died (signal, internal error): stop rsync, mark the image, keep everything else."""
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if not self._created:
+            return
+        summary_file = self.image_dir / "summary"
+        try:
+            text = summary_file.read_text(encoding="utf-8", errors="surrogateescape")
+            if parse_summary(text).status:
+                return
+            if isinstance(exc, Exception):
+                reason = f"internal error: {exc}"
+            elif isinstance(exc, KeyboardInterrupt):
+                reason = "interrupted (SIGINT)"
+            else:
+                reason = f"interrupted ({exc or type(exc).__name__})"
+            with open(str(summary_file), "a", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(("" if text.endswith("\n") or not text else "\n") + f"Status: error -- {reason}\n")
+            self._remove_temp()
+        except (OSError, DervishError):
+            pass
 
     def _remove_temp(self) -> None:
         for name in TEMP_FILES:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from dervish_engine.summary import parse_summary
 
 pytestmark = pytest.mark.skipif(

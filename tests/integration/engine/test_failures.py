@@ -10,6 +10,7 @@ import stat
 import time
 
 import pytest
+
 from dervish_engine.summary import parse_summary
 
 
@@ -205,3 +206,22 @@ def test_runall_isolates_a_failing_vault(bank, small_tree, tmp_path):
     assert len(hist_images(bank.bank / "a")) == 1 and hist_images(bank.bank / "b") == []
     dry = bank.run("runall", "--dry-run", check=0)
     assert "dervish image c --image-time '2026-01-02 03:04'" in dry.stdout
+
+
+def test_sigterm_marks_the_image_and_releases_the_lock(bank, small_tree, tmp_path):
+    vault = slow_vault(bank, small_tree, tmp_path, delay="0.1")
+    proc = bank.popen("image", "v1", "--image", "term", start_new_session=True)
+    try:
+        assert wait_for(lambda: (tmp_path / "slow.count").exists() and (vault / "term" / "exclude").exists())
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert "dervish: terminated by SIGTERM" in err
+    assert summary_of(vault / "term").status == "error -- interrupted (SIGTERM)"
+    assert not (vault / "dirvish" / "lock_file").exists()
+    assert not (vault / "term" / "exclude").exists()
+    assert hist_images(vault) == []

@@ -8,6 +8,7 @@ import stat
 import subprocess
 
 import pytest
+
 from dervish_engine.summary import parse_summary
 
 

@@ -6,6 +6,7 @@ import os
 import shlex
 
 import pytest
+
 from dervish_engine.summary import parse_summary
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from dervish_engine import cli
 
 ENGINE_PARENT = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
@@ -118,3 +119,8 @@ def test_python_dash_m(master):
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert '"vaults"' in proc.stdout
+
+
+def test_config_after_the_subcommand(master, capsys):
+    assert cli.main(["status", "--config", str(master), "--json"]) == 0
+    assert '"vaults"' in capsys.readouterr().out

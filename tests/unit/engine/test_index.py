@@ -7,6 +7,7 @@ import gzip
 import os
 
 import pytest
+
 from dervish_engine import index
 from dervish_engine.errors import ImageError
 

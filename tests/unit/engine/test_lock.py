@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from dervish_engine import lock
 from dervish_engine.errors import LockedError
 

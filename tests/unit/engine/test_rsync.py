@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from dervish_engine import rsync
 from dervish_engine.config import BOOLEAN_FLAGS, VaultConfig
 
