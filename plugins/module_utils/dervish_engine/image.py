@@ -27,7 +27,7 @@ from typing import Callable, List, Optional
 
 from . import hist, hooks, index, lock, rsync
 from .config import load_vault
-from .errors import DervishError, ImageError
+from .errors import ConfigError, DervishError, ImageError
 from .expire_rules import choose_expire
 from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time
@@ -196,6 +196,9 @@ class ImageRun:
         self.cfg = load_vault(master, vault, branch, extra_files=self.options.extra_config,
                               overrides=overrides or None)
         self.branch = self.cfg.branch
+        if self.cfg.image_temp:
+            raise ConfigError(f"vault {vault}: image-temp: ({self.cfg.image_temp}) is not supported by dervish; "
+                              "remove it (images are created under their final name)")
         self.image_time = parse_image_time(self.cfg.image_time, self.now) if self.cfg.image_time else self.now
         pattern = self.cfg.image or self.cfg.image_default or "%Y%m%d%H%M%S"
         self.name = self.image_time.strftime(pattern)

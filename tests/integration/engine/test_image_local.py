@@ -266,3 +266,31 @@ def test_locate_and_status_on_real_images(bank, small_tree):
     v = doc["vaults"][0]
     assert v["last_good"] == "i3" and v["images"] == 3 and v["bytes_used"] > 0 and v["running"] is False
     assert vault.is_dir()
+
+
+def test_alias_options_perms_and_long_summary(bank, small_tree):
+    alias = "/data/alias"
+    vault = bank.vault("v1", small_tree, "rsync-option:\n\t--exclude=s2/\nimage-perm: 0750\nmeta-perm: 0600\n"
+                                         "summary: long\nindex: text\nlog: text\nSET sparse\n")
+    conf = vault / "dirvish" / "default.conf"
+    conf.write_text(conf.read_text().replace(f"tree: {small_tree}\n", f"tree: {small_tree} {alias}\n"))
+    bank.run("image", "v1", "--image", "a", check=0)
+    image = vault / "a"
+    assert stat.S_IMODE(image.stat().st_mode) == 0o750
+    for name in ("summary", "log", "index"):
+        assert stat.S_IMODE((image / name).stat().st_mode) == 0o600
+    s = summary_of(image)
+    assert s.tree == f"{small_tree} {alias}" and s.rsync_options == ["--exclude=s2/"]
+    assert " -S " in s.action and "--exclude=s2/ --exclude-from=" in s.action
+    assert "sparse" in s.set_flags and "Configfiles" in s.extra and s.extra.get("meta-perm") in ("0600", "384")
+    assert not any((image / "tree" / d / "s2").exists() for d in ("d00",))
+    index_lines = (image / "index").read_text().splitlines()
+    assert all(line.split(None, 10)[10].startswith(alias + "/") for line in index_lines[1:])
+    assert bank.run("locate", "v1", "f00003", check=0).stdout.splitlines()[1] == f"{alias}/d00/s0/f00003.dat"
+
+
+def test_image_temp_is_refused_clearly(bank, small_tree):
+    vault = bank.vault("v1", small_tree, "image-temp: current\n")
+    proc = bank.run("image", "v1", check=2)
+    assert proc.stderr.startswith("dervish: vault v1: image-temp: (current) is not supported")
+    assert image_dirs(vault) == []
