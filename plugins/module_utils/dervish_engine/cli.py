@@ -24,11 +24,13 @@ except ImportError:  # a stale editable install can expose the package as a name
 EXIT_CODES = """\
 exit codes:
   0  success; also an image with rsync warning 24 (file vanished), which is a good image
-  1  the image failed (rsync error/fatal, pre-hook failure): it is kept, mode 0700, never a reference
+  1  the image failed (rsync error/fatal, pre-hook failure): it is kept, mode 0700, never a reference;
+     also an operating-system error (e.g. a read-only bank); expire: an image could not be removed
   2  usage or configuration error, or the image could not be started (exists, no reference);
      nothing was created
   3  the vault is locked by a live run (a stale lock of a dead run is cleared automatically)
   4  the image is good but a post-client/post-server hook or the index failed
+  130/143  interrupted by SIGINT / SIGTERM (a running image is marked "error -- interrupted")
   runall: the number of failed entries (capped at 100); check: 2 when any configuration is broken
 """
 
@@ -258,6 +260,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except DervishError as exc:
         con.error(str(exc))
         return EXIT_USAGE
+    except OSError as exc:  # e.g. a read-only or full bank: one line, no traceback
+        con.error(str(exc))
+        return EXIT_FAILED
     except KeyboardInterrupt:
         con.error("interrupted")
         return 130

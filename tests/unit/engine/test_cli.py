@@ -124,3 +124,11 @@ def test_python_dash_m(master):
 def test_config_after_the_subcommand(master, capsys):
     assert cli.main(["status", "--config", str(master), "--json"]) == 0
     assert '"vaults"' in capsys.readouterr().out
+
+
+def test_os_error_is_one_line(master, capsys):
+    # the lock's flock file is a directory: open() fails with an OSError -> one line, exit 1
+    (master.parent / "bank" / "good" / "dirvish" / "lock_file.flock").mkdir()
+    assert cli.main(["--config", str(master), "image", "good", "--image", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dervish: [Errno 21] Is a directory") and len(err.strip().splitlines()) == 1
