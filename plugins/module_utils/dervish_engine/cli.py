@@ -100,8 +100,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="last good image, last attempt, age, images and space per vault")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("check", parents=[common],
-                   help="load the master and every vault/branch configuration, report all errors")
+    p = sub.add_parser("check", parents=[common],
+                       help="load the master and every vault/branch configuration, report all errors")
+    p.add_argument("--master-only", action="store_true",
+                   help="check only the master configuration (banks need not be mounted)")
+    p.add_argument("--file", dest="files", action="append", default=[], metavar="FILE",
+                   help="check this vault configuration file on its own, without a master (repeatable)")
     return top
 
 
@@ -194,9 +198,28 @@ def cmd_status(args, master, con: _Console) -> int:
     return EXIT_OK
 
 
+def cmd_check_files(files: List[str], con: _Console) -> int:
+    from .config import check_vault_file
+
+    errors = 0
+    for path in files:
+        try:
+            check_vault_file(path)
+        except ConfigError as exc:
+            con.error(str(exc))
+            errors += 1
+    if errors:
+        return EXIT_USAGE
+    con.say(f"OK: {len(files)} vault configuration file(s) checked")
+    return EXIT_OK
+
+
 def cmd_check(args, master, con: _Console) -> int:
     from .status import vault_dirs
 
+    if args.master_only:
+        con.say(f"OK: master {master.path} ({len(master.banks)} bank(s), {len(master.runall)} Runall entries)")
+        return EXIT_OK
     errors: List[str] = []
     checked = 0
     names = set()
@@ -249,6 +272,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _terminate)
     try:
+        if args.command == "check" and args.files:
+            return cmd_check_files(args.files, con)
         master = load_master(args.config)
         return COMMANDS[args.command](args, master, con)
     except LockedError as exc:

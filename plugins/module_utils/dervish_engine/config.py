@@ -559,6 +559,29 @@ def load_master(path=None) -> MasterConfig:
                         dirvish=_scalar(state.values, "Dirvish"), state=state)
 
 
+def check_vault_file(path) -> None:
+    """Check one vault configuration file on its own: grammar, keys, values, and client:/tree: set.
+
+    For provisioning tools, which validate a vault's ``default.conf`` before putting it in place,
+    when the bank it belongs in may not even be mounted. ``config:`` includes are looked up next
+    to the file. Raises ConfigError naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"vault configuration {path} not found")
+    state = _State()
+    _Loader(state, path.parent, None, master=False).load_file(path)
+    for key in ("client", "tree"):
+        if not _scalar(state.values, key):
+            raise ConfigError(f"no {key}: defined", path)
+    for text, origin in state.values.get("expire-rule", []):
+        try:
+            parse_rule(text)
+        except ConfigError as exc:
+            file, _, line = origin.rpartition(":")
+            raise ConfigError(exc.message, file, int(line) if line.isdigit() else None) from None
+
+
 def find_vault_dir(master: MasterConfig, vault: str) -> Path:
     """The ``<bank>/<vault>`` directory of the first bank (in ``bank:`` order) that holds it."""
     _check_name("vault", vault)

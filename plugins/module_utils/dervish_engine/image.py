@@ -7,6 +7,8 @@ Backup-complete + Status -> hist (good images only) -> log compression -> index 
 
 Rules: a run never modifies or deletes an earlier image; a failed image keeps its summary (with a
 ``Status:`` saying why), its log, its partial tree and mode 0700 and is never used as a reference.
+Only when the bank's filesystem is full is the failed image's own partial tree removed, as Dirvish
+does, so that a full bank does not stay full and block every later run.
 A vault without any image (no hist, no reference) is initialised automatically (full copy).
 """
 
@@ -326,6 +328,8 @@ class ImageRun:
             if status is None:
                 outcome = self._rsync(argv, log)
                 status = outcome.status
+                if outcome.message == rsync.FILESYSTEM_FULL:
+                    self._drop_partial_tree(log)
                 hook_status = outcome.hook_status
                 post = ("post-client", "post-server")
             else:
@@ -387,6 +391,13 @@ class ImageRun:
             if not outcome.retry:
                 break
         return outcome
+
+    def _drop_partial_tree(self, log) -> None:
+        """A full bank: this run's partial tree goes (it is never a reference), so the space it took
+        is free again for expire and the next run; earlier images are not touched."""
+        shutil.rmtree(str(self.image_dir / "tree"), ignore_errors=True)
+        log.write(b"dervish: the bank's filesystem is full: this image's partial tree was removed\n")
+        self.report(f"{self.cfg.vault}:{self.branch}: bank full, partial tree of image {self.name} removed")
 
     def _run_rsync_once(self, argv: List[str], env, log):
         errpath = self.image_dir / "rsync_error.tmp"

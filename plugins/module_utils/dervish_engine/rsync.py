@@ -61,8 +61,9 @@ RSYNC_MESSAGES = {
 FATAL_CODES = frozenset([1, 2, 3, 4, 5, 124, 125, 126, 127])
 
 # (regex on one stderr line, condition text); first match wins.
+FILESYSTEM_FULL = "filesystem full"
 FATAL_PATTERNS = (
-    (re.compile(r"No space left on device"), "filesystem full"),
+    (re.compile(r"No space left on device"), FILESYSTEM_FULL),
     (re.compile(r"Disk quota exceeded"), "disk quota exceeded"),
     (re.compile(r"Connection refused"), "connection refused"),
     (re.compile(r"No route to host"), "no route to host"),

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import time
 
 import pytest
@@ -79,7 +80,7 @@ def test_warning_24_is_a_good_image(bank, small_tree, tmp_path):
     assert summary_of(vault / "after").reference == "w"
 
 
-def test_disk_full_is_fatal_once_and_keeps_everything(bank, small_tree, tmp_path):
+def test_disk_full_is_fatal_once_and_frees_its_own_partial_tree(bank, small_tree, tmp_path):
     vault = bank.vault("v1", small_tree)
     bank.run("image", "v1", "--image", "old", check=0)
     old_inodes = {p.name: p.stat().st_ino for p in (vault / "old").iterdir()}
@@ -91,7 +92,8 @@ def test_disk_full_is_fatal_once_and_keeps_everything(bank, small_tree, tmp_path
     assert "fatal error (11) -- filesystem full" in proc.stderr
     assert summary_of(vault / "full").status == "fatal error (11) -- filesystem full"
     assert (tmp_path / "full.count").read_text().count("run") == 1
-    assert (vault / "full" / "tree").is_dir()
+    assert not (vault / "full" / "tree").exists(), "a full bank must not stay full of the failed image"
+    assert (vault / "full").stat().st_mode & 0o777 == 0o700
     assert {p.name: p.stat().st_ino for p in (vault / "old").iterdir()} == old_inodes
     assert summary_of(vault / "old").status == "success"
 
@@ -225,3 +227,29 @@ def test_sigterm_marks_the_image_and_releases_the_lock(bank, small_tree, tmp_pat
     assert not (vault / "dirvish" / "lock_file").exists()
     assert not (vault / "term" / "exclude").exists()
     assert hist_images(vault) == []
+
+
+def test_a_really_full_bank_keeps_earlier_images_and_frees_the_failed_one(bank, tmp_path):
+    """Real ENOSPC: a 4 MiB tmpfs bank, a first image that fits, then a source that does not."""
+    bank_fs = tmp_path / "fs"
+    bank_fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=700", "tmpfs", str(bank_fs)], check=True)
+    try:
+        bank = type(bank)(bank_fs)
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "small").write_bytes(os.urandom(512 * 1024))
+        vault = bank.vault("v1", src)
+        bank.run("image", "v1", "--image", "first", check=0)
+        old = {p.name: p.stat().st_ino for p in (vault / "first" / "tree").iterdir()}
+        (src / "big").write_bytes(os.urandom(6 * 1024 * 1024))
+        proc = bank.run("image", "v1", "--image", "second", check=1)
+        assert "filesystem full" in proc.stderr
+        assert summary_of(vault / "second").status.startswith("fatal error")
+        assert not (vault / "second" / "tree").exists()
+        assert {p.name: p.stat().st_ino for p in (vault / "first" / "tree").iterdir()} == old
+        assert summary_of(vault / "first").status == "success"
+        (src / "big").unlink()
+        bank.run("image", "v1", "--image", "third", check=0)  # the bank is usable again
+    finally:
+        subprocess.run(["umount", str(bank_fs)], check=True)
