@@ -10,15 +10,15 @@ short_description: Check a dervish backup site in the inventory before anything 
 version_added: 0.1.0
 description:
   - Reads the variables of every host of the groups C(backup_servers) and C(backup_clients) and
-    checks them against the argument specs of the roles M(dervish.backup.backup_server) and
-    M(dervish.backup.backup_client) (types, unknown variables and vault keys), then checks the site
-    as a whole: every client's server exists, vault names are unique per server, trees and
-    excluded paths are absolute, banks lie on the backup drive.
+    checks them against the argument specs of the roles C(dervish.backup.backup_server) and
+    C(dervish.backup.backup_client) (types, unknown variables and vault keys).
+  - Then it checks the site as a whole. Every client's server exists, vault names are unique per
+    server, trees and excluded paths are absolute, and banks lie on the backup drive.
   - Fails with one line per problem, each naming the host and the variable, so a playbook that
     runs it first changes no host when the inventory is wrong.
   - Runs on the controller only; run it once (C(run_once)).
 author:
-  - dervish developers
+  - dervish developers (!UNKNOWN)
 options: {}
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
