@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ class PlaybookRun:
     rc: int
     stdout: str
     changed: dict[str, list[str]] = field(default_factory=dict)  # host -> names of changed tasks
+    changed_hosts: set[str] = field(default_factory=set)  # from the play recap
     failed: dict[str, list[str]] = field(default_factory=dict)   # host -> failure messages
 
     @property
@@ -46,17 +49,22 @@ def run_playbook(lab: Lab, playbook: str, inventory: Path | None = None, extrava
             playbook=str(REPO_ROOT / "playbooks" / playbook),
             inventory=str(inventory or REPO_ROOT / "inventory" / "lab"),
             envvars={
+                # the venv's ansible-playbook, also when pytest is started without activating it
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
                 "LAB_DIR": str(lab.dir),
                 "ANSIBLE_NOCOLOR": "1",
                 "ANSIBLE_FORCE_COLOR": "0",
+                "ANSIBLE_NOCOWS": "1",
             },
             extravars=extravars or {},
             cmdline=" ".join(cmdline),
             limit=limit,
             quiet=True,
         )
-        result = PlaybookRun(rc=runner.rc, stdout=runner.stdout.read())
+        stats = runner.stats or {}
+        result = PlaybookRun(rc=runner.rc, stdout=runner.stdout.read(),
+                             changed_hosts={host for host, count in stats.get("changed", {}).items() if count})
         for event in runner.events:
             data = event.get("event_data", {})
             host, task = data.get("host"), data.get("task")
