@@ -31,8 +31,10 @@ attributes:
     platforms: all
   action:
     support: full
+    description: Runs on the controller as an action plugin.
   bypass_host_loop:
     support: none
+    description: Runs per host; use C(run_once) to check the site once.
 """
 
 EXAMPLES = r"""

@@ -126,3 +126,24 @@ def test_mistakes_are_reported_with_host_and_variable(hostvars: dict, expected: 
 def test_every_problem_is_reported_at_once() -> None:
     problems = check({"laptop1": {"backup_client_vaults": 3}, "laptop2": {"backup_client_server": "nas"}})
     assert {problem.split(":")[0] for problem in problems} == {"laptop1", "laptop2"}
+
+
+@pytest.mark.parametrize("inventory", ["example", "lab"])
+def test_shipped_inventories_are_sound(inventory: str) -> None:
+    """What ansible-inventory reads from inventory/<name> passes every check of validate_site."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = ROLES.parent
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(root / "inventory" / inventory), "--list"],
+        capture_output=True, text=True, check=True, env={**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg")},
+    )
+    data = json.loads(listed.stdout)
+    groups = {name: data.get(name, {}).get("hosts", []) for name in ("backup_servers", "backup_clients")}
+    assert groups["backup_servers"] and groups["backup_clients"]
+    hostvars = data["_meta"]["hostvars"]
+    assert validate_site(hostvars, groups, spec("backup_client"), spec("backup_server")) == []
+    assert len(server_vaults(groups["backup_servers"][0], hostvars, groups)) >= 4
