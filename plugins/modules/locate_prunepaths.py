@@ -138,10 +138,11 @@ diff:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.dervish.backup.plugins.module_utils.config_files import read_text, write_atomically
 from ansible_collections.dervish.backup.plugins.module_utils.updatedb_conf import (
     PrunePathError,
     check_path,
@@ -149,23 +150,6 @@ from ansible_collections.dervish.backup.plugins.module_utils.updatedb_conf impor
     edit_slocate_cron,
     edit_updatedb_conf,
 )
-
-
-def read_text(path):
-    with open(path, "rb") as handle:
-        return handle.read().decode("utf-8", errors="surrogateescape")
-
-
-def write_atomically(module, path, text):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(to_bytes(text, errors="surrogate_or_strict"))
-    except Exception:
-        os.unlink(tmp)
-        raise
-    module.atomic_move(tmp, path)
 
 
 def main():

@@ -152,6 +152,8 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
+
+from ansible_collections.dervish.backup.plugins.module_utils.config_files import read_text, write_atomically
 from ansible_collections.dervish.backup.plugins.module_utils.logrotate_conf import (
     LogrotateConfError,
     collect_overrides,
@@ -162,11 +164,6 @@ from ansible_collections.dervish.backup.plugins.module_utils.logrotate_conf impo
     new_errors,
     validate_dateformat,
 )
-
-
-def read_text(path):
-    with open(path, "rb") as handle:
-        return handle.read().decode("utf-8", errors="surrogateescape")
 
 
 def run_logrotate_check(module, logrotate, text, real_path, workdir):
@@ -207,17 +204,6 @@ def validate_with_logrotate(module, before, after, path):
         )
     module.warn(f"logrotate -d reports errors that the current configuration already has: {'; '.join(errs_new)}")
 
-
-def write_atomically(module, path, text):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(to_bytes(text, errors="surrogate_or_strict"))
-    except Exception:
-        os.unlink(tmp)
-        raise
-    module.atomic_move(tmp, path)
 
 
 def main():
