@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image", metavar="NAME", help="image name (strftime format), overrides image:")
     p.add_argument("--image-time", metavar="T", help="image time, e.g. '22:00' or '2026-11-26 22:00'")
     p.add_argument("--expire", metavar="SPEC", help="expire spec, e.g. '+15 days' or never")
-    p.add_argument("--reference", metavar="BRANCH|IMAGE", help="link against this branch's newest good "
-                                                             "image, or this image")
+    p.add_argument("--reference", metavar="BRANCH|IMAGE",
+                   help="link against this branch's newest good image, or this image")
     p.add_argument("--dry-run", "--no-run", action="store_true",
                    help="print the summary and rsync command, create nothing")
 
@@ -109,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     return top
 
 
+def _write_line(stream, message: str, flush: bool = False) -> None:
+    stream.write(message + "\n")
+    if flush:
+        stream.flush()
+
+
+def _stdout_line(message: str) -> None:
+    """One line on the current ``sys.stdout`` (looked up per call, like print)."""
+    _write_line(sys.stdout, message)
+
+
 class _Console:
     def __init__(self, quiet: bool):
         self.quiet = quiet
@@ -116,18 +127,18 @@ class _Console:
 
     def say(self, message: str) -> None:
         if not self.quiet:
-            print(message, flush=True)
+            _write_line(sys.stdout, message, flush=True)
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            print(f"dervish: {message}", file=sys.stderr, flush=True)
+            _write_line(sys.stderr, f"dervish: {message}", flush=True)
 
     def progress(self, message: str) -> None:
         if self.tty and not self.quiet:
-            print(f"dervish: {message}", file=sys.stderr, flush=True)
+            _write_line(sys.stderr, f"dervish: {message}", flush=True)
 
     def error(self, message: str) -> None:
-        print(f"dervish: {message}", file=sys.stderr, flush=True)
+        _write_line(sys.stderr, f"dervish: {message}", flush=True)
 
 
 def cmd_image(args, master, con: _Console) -> int:
@@ -156,7 +167,7 @@ def cmd_image(args, master, con: _Console) -> int:
 def cmd_runall(args, master, con: _Console) -> int:
     from .runall import run_all
 
-    return run_all(master, jobs=args.jobs, dry_run=args.dry_run, out=con.say if not args.dry_run else print,
+    return run_all(master, jobs=args.jobs, dry_run=args.dry_run, out=con.say if not args.dry_run else _stdout_line,
                    report=con.note)
 
 
@@ -171,8 +182,9 @@ def cmd_expire(args, master, con: _Console) -> int:
         con.say("busy {}:{}:{} ({})".format(im.vault, im.branch, im.name, plan.reasons.get(str(im.path), "")))
     if args.dry_run:
         for im in plan.remove:
-            print("would remove {}{}:{}:{} ({})".format("tree of " if args.tree else "", im.vault, im.branch, im.name,
-                                                   plan.reasons.get(str(im.path), "")))
+            what = "tree of " if args.tree else ""
+            _stdout_line("would remove {}{}:{}:{} ({})".format(what, im.vault, im.branch, im.name,
+                                                               plan.reasons.get(str(im.path), "")))
         return EXIT_OK
     apply_plan(plan, log=con.say)
     if plan.failed:
@@ -184,7 +196,7 @@ def cmd_locate(args, master, con: _Console) -> int:
     from .config import find_vault_dir
     from .locate import locate, render
 
-    vault, _, branch = args.vault.partition(":")
+    vault, dummy, branch = args.vault.partition(":")
     result = locate(find_vault_dir(master, vault), args.pattern, branch or None)
     sys.stdout.write(render(result))
     return EXIT_OK
@@ -285,6 +297,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except DervishError as exc:
         con.error(str(exc))
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into e.g. head: a reader that stopped early is not an error
+        return EXIT_OK
     except OSError as exc:  # e.g. a read-only or full bank: one line, no traceback
         con.error(str(exc))
         return EXIT_FAILED
@@ -294,5 +308,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Terminated as exc:
         con.error(f"terminated by {exc}")
         return 143
-    except BrokenPipeError:
-        return EXIT_OK

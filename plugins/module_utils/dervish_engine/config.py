@@ -179,7 +179,7 @@ def parse_runall_entry(text: str) -> RunallEntry:
     parts = text.split(None, 1)
     if not parts:
         raise ConfigError("empty Runall entry")
-    vault, _, branch = parts[0].partition(":")
+    vault, sep, branch = parts[0].partition(":")
     _check_name("vault", vault)
     if branch:
         _check_name("branch", branch)
@@ -526,7 +526,7 @@ def _scalar(values: Dict[str, object], key: str, default=None):
 
 
 def _items(values: Dict[str, object], key: str) -> List[str]:
-    return [v for v, _ in values.get(key, [])]
+    return [v for v, unused_origin in values.get(key, [])]
 
 
 def load_master(path=None) -> MasterConfig:
@@ -544,7 +544,7 @@ def load_master(path=None) -> MasterConfig:
     for bank, origin in state.values.get("bank", []):
         p = Path(bank)
         if not p.is_absolute():
-            file, _, line = origin.rpartition(":")
+            file, sep, line = origin.rpartition(":")
             raise ConfigError(f"bank must be an absolute path: {bank!r}", file, int(line) if line.isdigit() else None)
         banks.append(p)
     if not banks:
@@ -578,7 +578,7 @@ def check_vault_file(path) -> None:
         try:
             parse_rule(text)
         except ConfigError as exc:
-            file, _, line = origin.rpartition(":")
+            file, sep, line = origin.rpartition(":")
             raise ConfigError(exc.message, file, int(line) if line.isdigit() else None) from None
 
 
@@ -647,7 +647,7 @@ def _build_vault(master: MasterConfig, vault: str, branch: Optional[str], vault_
             flags[name] = bool(v[name])
     options: Dict[str, object] = {}
     for key, value in v.items():
-        options[key] = [x for x, _ in value] if isinstance(value, list) else value
+        options[key] = [x for x, unused_origin in value] if isinstance(value, list) else value
     meta = _scalar(v, "meta-perm")
     return VaultConfig(
         vault=vault, branch=branch, bank=vault_dir.parent, vault_dir=vault_dir,

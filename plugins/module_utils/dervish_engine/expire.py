@@ -239,12 +239,19 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=_onerror)
 
 
-def apply_plan(plan: ExpirePlan, log: Callable[[str], object] = print) -> int:
+def _stdout_line(message: str) -> None:
+    sys.stdout.write(message + "\n")
+
+
+def apply_plan(plan: ExpirePlan, log: Optional[Callable[[str], object]] = None) -> int:
     """Remove what ``plan`` says: ``tree/`` first, then the image directory (unless ``tree_only``).
 
     Returns the number of images (or trees) removed. Failures are logged, collected in
-    ``plan.failed`` and do not stop the other removals.
+    ``plan.failed`` and do not stop the other removals. ``log`` gets one message per image
+    (default: a line on standard output).
     """
+    if log is None:
+        log = _stdout_line
     removed = 0
     for im in plan.remove:
         label = f"{im.vault}:{im.branch}:{im.name}"

@@ -181,7 +181,7 @@ def parse_period(period: str, rule: Optional[str] = None) -> List[SubPeriod]:
             ranges: List[Range] = []
             for item in data:
                 if "-" in item:
-                    a, _, b = item.partition("-")
+                    a, sep, b = item.partition("-")
                     ranges.append((_value(scale, a, rule), _value(scale, b, rule)))
                 else:
                     v = _value(scale, item, rule)

@@ -171,7 +171,7 @@ def build_index(image_dir, tree_prefix: str, mode: str = "gzip", find: str = "fi
     results = [None] * len(jobs)
     try:
         with contextlib.ExitStack() as stack:
-            outputs = [stack.enter_context(tempfile.TemporaryFile(dir=str(image_dir))) for _ in jobs]
+            outputs = [stack.enter_context(tempfile.TemporaryFile(dir=str(image_dir))) for dummy in jobs]
             threads = []
             for slot, paths in enumerate(jobs):
                 extra = [b"-maxdepth", b"0"] if slot == 0 and len(jobs) > 1 else []

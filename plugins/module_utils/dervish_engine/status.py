@@ -86,11 +86,11 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = T
             and (vault_dir / a[1] / "tree").is_dir()]
     vs.good_images = len(good)
     if attempts:
-        _, name, s = attempts[-1]
+        dummy, name, s = attempts[-1]
         vs.last_attempt = name
         vs.last_attempt_status = s.status or ("running" if is_locked(vault_dir) else "interrupted (no Status)")
     if good:
-        _, name, s = max(good, key=lambda a: (parse_time(a[2].backup_complete) or datetime.min, a[0], a[1]))
+        dummy, name, s = max(good, key=lambda a: (parse_time(a[2].backup_complete) or datetime.min, a[0], a[1]))
         vs.last_good = name
         vs.last_good_complete = s.backup_complete
         done = parse_time(s.backup_complete)

@@ -106,7 +106,7 @@ class Bank:
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = str(ENGINE_PARENT) + os.pathsep + full_env.get("PYTHONPATH", "")
         full_env.update(env or {})
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, **kw)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, check=False, **kw)
         if check is not None and proc.returncode != check:
             raise AssertionError(f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc

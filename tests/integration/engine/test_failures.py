@@ -41,8 +41,8 @@ def test_retried_error_is_marked_and_never_referenced(bank, small_tree, tmp_path
     vault = bank.vault("v1", small_tree)
     bank.run("image", "v1", "--image", "good", check=0)
     fail = wrapper(tmp_path, "fail", f'rsync "$@"\necho "rsync error: forced failure (code {code})" >&2\nexit {code}')
-    (vault / "dirvish" / "default.conf").write_text((vault / "dirvish" / "default.conf").read_text()
-                                                     + f"rsync: {fail}\n")
+    conf = vault / "dirvish" / "default.conf"
+    conf.write_text(conf.read_text() + f"rsync: {fail}\n")
     proc = bank.run("image", "v1", "--image", "bad", check=1)
     assert f"v1:default image bad failed: {status}" in proc.stderr
     bad = vault / "bad"
@@ -56,7 +56,6 @@ def test_retried_error_is_marked_and_never_referenced(bank, small_tree, tmp_path
     assert sorted(p.name for p in bad.iterdir()) == ["log", "rsync_error", "summary", "tree"]
     assert hist_images(vault) == ["good"]
     # the next good run links against "good", never against "bad"
-    conf = vault / "dirvish" / "default.conf"
     conf.write_text(conf.read_text().replace(f"rsync: {fail}\n", ""))
     bank.run("image", "v1", "--image", "next", check=0)
     assert summary_of(vault / "next").reference == "good"
@@ -68,8 +67,8 @@ def test_retried_error_is_marked_and_never_referenced(bank, small_tree, tmp_path
 def test_warning_24_is_a_good_image(bank, small_tree, tmp_path):
     vault = bank.vault("v1", small_tree)
     vanish = wrapper(tmp_path, "vanish", 'rsync "$@"\necho "file has vanished: \\"/x\\"" >&2\nexit 24')
-    (vault / "dirvish" / "default.conf").write_text((vault / "dirvish" / "default.conf").read_text()
-                                                     + f"rsync: {vanish}\n")
+    conf = vault / "dirvish" / "default.conf"
+    conf.write_text(conf.read_text() + f"rsync: {vanish}\n")
     proc = bank.run("image", "v1", "--image", "w", check=0)
     assert "warning (24) -- file vanished on sender" in proc.stdout
     assert summary_of(vault / "w").status == "warning (24) -- file vanished on sender"
@@ -164,7 +163,7 @@ def test_concurrent_run_is_refused_with_exit_3(bank, small_tree, tmp_path):
     vault = slow_vault(bank, small_tree, tmp_path)
     first = bank.popen("image", "v1", "--image", "first")
     try:
-        assert wait_for(lambda: (tmp_path / "slow.count").exists())
+        assert wait_for((tmp_path / "slow.count").exists)
         second = bank.run("image", "v1", "--image", "second", check=3)
         assert second.stderr.startswith(f"dervish: vault v1 is being backed up by PID {first.pid} since ")
         assert not (vault / "second").exists()

@@ -116,7 +116,7 @@ def test_expire_dry_run_and_run(master, capsys):
 def test_python_dash_m(master):
     env = dict(os.environ, PYTHONPATH=str(ENGINE_PARENT))
     proc = subprocess.run([sys.executable, "-m", "dervish_engine", "--config", str(master), "status", "--json"],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     assert '"vaults"' in proc.stdout
 
@@ -132,3 +132,22 @@ def test_os_error_is_one_line(master, capsys):
     assert cli.main(["--config", str(master), "image", "good", "--image", "x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dervish: [Errno 21] Is a directory") and len(err.strip().splitlines()) == 1
+
+
+def test_broken_pipe_is_quiet_exit_0(master, capsys, monkeypatch):
+    # a reader that stopped early (dervish status | head) is not an error; BrokenPipeError is an OSError,
+    # so its clause must come first
+    def closed_pipe(args, master, con):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "status", closed_pipe)
+    assert cli.main(["--config", str(master), "status"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_importing_main_module_runs_nothing(capsys):
+    import importlib
+
+    importlib.import_module("dervish_engine.__main__")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

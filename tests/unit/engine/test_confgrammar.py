@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dervish_engine import confgrammar as g
 from dervish_engine.errors import ConfigError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dervish_engine.config import (
     DEFAULT_RSH,
     find_vault_dir,

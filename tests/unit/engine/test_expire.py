@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from dervish_engine.expire import apply_plan, plan_expiry, scan_images
 from dervish_engine.summary import Summary, render
 from dervish_engine.timespec import format_expire, format_time

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from dervish_engine.expire import plan_expiry, scan_images
 from dervish_engine.summary import Summary, render
 from dervish_engine.timespec import format_expire, format_time, parse_expire_spec
@@ -28,7 +29,7 @@ def _can_run() -> bool:
         return False
     if os.path.exists("/etc/dirvish.conf"):  # would be read instead of our master.conf
         return False
-    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False).returncode == 0
 
 
 pytestmark = pytest.mark.skipif(not _can_run(), reason="needs root, unshare and Debian's dirvish package")
@@ -62,7 +63,8 @@ def run_dirvish_expire(tmp_path: Path, bank: Path) -> tuple:
     (etc / "master.conf").write_text(f"bank:\n\t{bank}\n")
     script = (f'mount --bind "{etc}" /etc/dirvish && '
               f'exec {DIRVISH_EXPIRE} --no-run --time "{format_time(NOW)}"')
-    proc = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     listed, cannot = set(), set()
     for line in proc.stdout.splitlines():

@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
+
 from dervish_engine.errors import ConfigError
 from dervish_engine.expire_rules import choose_expire, parse_rule, time_values
 
@@ -27,7 +28,9 @@ MAN_RULES_PERIOD = [
 ]
 
 
-def choose(when, rules=MAN_RULES, expire=None, default="+5 weeks"):
+def choose(when, rules=None, expire=None, default="+5 weeks"):
+    if rules is None:
+        rules = MAN_RULES
     return choose_expire(expire, [parse_rule(r) for r in rules], default, when)
 
 
@@ -147,14 +150,14 @@ PERL_PERIODS = [
 
 @pytest.mark.skipif(
     shutil.which("perl") is None
-    or subprocess.run(["perl", "-MTime::Period", "-e1"], capture_output=True).returncode != 0,
+    or subprocess.run(["perl", "-MTime::Period", "-e1"], capture_output=True, check=False).returncode != 0,
     reason="Perl Time::Period (Debian libtime-period-perl, pulled in by dirvish) not installed",
 )
 def test_matches_perl_time_period(berlin_tz):
     """Our matcher agrees with the real Time::Period::inPeriod on random local times."""
     rng = random.Random(1234)
     start = datetime(2025, 1, 1)
-    times = [start + timedelta(seconds=rng.randrange(0, 3 * 366 * 86400)) for _ in range(300)]
+    times = [start + timedelta(seconds=rng.randrange(0, 3 * 366 * 86400)) for dummy in range(300)]
     times += [datetime(2026, 3, 29, 1, 59), datetime(2026, 10, 25, 2, 30), datetime(2028, 2, 29, 23)]
     epochs = [int(time.mktime(t.timetuple())) for t in times]
     script = (

@@ -43,11 +43,11 @@ def test_zombie_and_reused_pid_are_stale(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         # not reaped yet -> zombie (wait until the kernel says so)
-        for _ in range(200):
+        for _attempt in range(200):
             stat = lock._proc_stat(proc.pid)
             if stat and stat[0] == "Z":
                 break
-            subprocess.run(["sleep", "0.01"])
+            subprocess.run(["sleep", "0.01"], check=False)
         assert not lock.lock_is_live(lock.LockInfo(proc.pid, lock.boot_id(), socket.gethostname()))
     finally:
         proc.wait()

@@ -92,7 +92,7 @@ def test_empty_fields_are_omitted():
 
 
 def test_interrupted_and_failed_summaries():
-    head = DIRVISH_SUMMARY.split("Backup-begin")[0]
+    head = DIRVISH_SUMMARY.split("Backup-begin", maxsplit=1)[0]
     s = parse_summary(head + "Backup-begin: 2026-11-26 12:24:14\n")  # killed: no Status, no Backup-complete
     assert s.status is None and s.backup_complete is None and not s.good
     s = parse_summary(head + "pre-server failed (3)\n")

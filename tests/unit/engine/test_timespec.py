@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+
 from dervish_engine.errors import ConfigError
 from dervish_engine.timespec import (
     format_expire,
