@@ -205,7 +205,6 @@ def validate_with_logrotate(module, before, after, path):
     module.warn(f"logrotate -d reports errors that the current configuration already has: {'; '.join(errs_new)}")
 
 
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
