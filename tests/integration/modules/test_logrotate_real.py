@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.dervish.backup.plugins.module_utils.logrotate_conf import MARKER
 from ansible_collections.dervish.backup.plugins.modules import logrotate_dateext as mod
 

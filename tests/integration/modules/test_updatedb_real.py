@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.dervish.backup.plugins.modules import locate_prunepaths as mod
 
 UPDATEDB = shutil.which("updatedb") or "/usr/sbin/updatedb"

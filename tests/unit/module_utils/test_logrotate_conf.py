@@ -6,6 +6,7 @@ import os
 import re
 
 import pytest
+
 from ansible_collections.dervish.backup.plugins.module_utils import logrotate_conf as lc
 
 # Verbatim copy of Debian 12's /etc/logrotate.conf (logrotate 3.21.0-1).

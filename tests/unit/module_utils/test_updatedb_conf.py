@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.dervish.backup.plugins.module_utils import updatedb_conf as uc
 
 # Verbatim copy of Debian 12's /etc/updatedb.conf (plocate 1.1.18-1).

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.dervish.backup.plugins.modules import locate_prunepaths as mod
 
 PLOCATE_CONF = """\
