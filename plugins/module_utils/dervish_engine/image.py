@@ -101,7 +101,8 @@ def image_is_good(image_dir: Path) -> bool:
 def find_reference(vault_dir: Path, branch: str, reference: Optional[str], init: bool) -> Reference:
     """Newest good image of the reference branch (walking its hist from the end), or a named image.
 
-    No hist, no image of that name and the reference is the own branch -> automatic init.
+    No good image left of the own branch (no hist, or every image in it gone or failed) -> automatic
+    init, a full copy: a vault whose images were all removed by hand must not fail every night.
     """
     ref = reference or branch
     if init:
@@ -112,7 +113,9 @@ def find_reference(vault_dir: Path, branch: str, reference: Optional[str], init:
             candidate = vault_dir / entry.image
             if entry.image and image_is_good(candidate):
                 return Reference(entry.image, entry.image, candidate / "tree")
-        raise ImageError(f"no good image with a tree is left in {hist_file}; run with --init for a full copy")
+        if ref == branch:
+            return Reference(ref, auto_init=True)
+        raise ImageError(f"no good image with a tree is left in {hist_file} for reference branch {ref}")
     candidate = vault_dir / ref
     if ref not in ("", ".", "..", "dirvish") and "/" not in ref and candidate.is_dir():
         if not image_is_good(candidate):
@@ -313,7 +316,7 @@ class ImageRun:
         status = None
         with open(str(image_dir / "log"), "ab") as log:
             if ref.auto_init:
-                msg = f"no image of branch {self.branch} yet: initialising vault {self.cfg.vault} (full copy)"
+                msg = f"no good image of branch {self.branch}: initialising vault {self.cfg.vault} (full copy)"
                 log.write((f"NOTE: {msg}\n").encode())
                 self.report(msg)
             for name in ("pre-server", "pre-client"):

@@ -94,7 +94,7 @@ def test_first_and_second_image(bank, tree):
     assert str(img1) + "/tree/" not in index
     # log: rsync -v output without directory lines, then the stats
     log = gzip.decompress((img1 / "log.gz").read_bytes()).decode("utf-8", "replace")
-    assert log.startswith("NOTE: no image of branch default yet")
+    assert log.startswith("NOTE: no good image of branch default: initialising")
     assert "ACTION: rsync -vrltH --delete" in log
     assert "Number of files:" in log
     assert not any(line.endswith("/") for line in log.splitlines())
@@ -230,6 +230,16 @@ def test_reference_skips_images_without_tree_and_other_branch(bank, small_tree):
     proc = bank.run("image", "v1", "--image", "g", "--reference", "nosuch", check=2)
     assert "no images for reference nosuch" in proc.stderr
     assert not (vault / "g").exists()
+
+
+def test_a_vault_whose_images_were_all_removed_starts_again_by_itself(bank, small_tree):
+    vault = bank.vault("v1", small_tree)
+    bank.run("image", "v1", "--image", "a", check=0)
+    subprocess.run(["rm", "-rf", str(vault / "a")], check=True)  # by hand; the hist still names it
+    proc = bank.run("image", "v1", "--image", "b", check=0)
+    assert "initialising vault v1 (full copy)" in proc.stderr
+    s = summary_of(vault / "b")
+    assert s.status == "success" and "--link-dest" not in s.action
 
 
 def test_init_forces_full_copy(bank, small_tree):
