@@ -24,7 +24,6 @@ Differences from Dirvish (fixes of its pitfalls), all reported as ``ConfigError`
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import socket
 from dataclasses import dataclass, field
@@ -293,6 +292,8 @@ def _known_keys() -> List[str]:
 
 
 def _suggest(key: str) -> str:
+    import difflib
+
     known = _known_keys()
     lowered = {k.lower(): k for k in known}
     match = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
@@ -387,6 +388,8 @@ class _Loader:
                 raise ConfigError(f"{key}: belongs in the master configuration")
             return "list" if key in TOOL_LIST_KEYS else "scalar"
         if key[:1].isupper():
+            import difflib
+
             tool = {k.lower(): k for k in TOOL_LIST_KEYS + TOOL_SCALAR_KEYS}
             if difflib.get_close_matches(key.lower(), list(tool), n=1, cutoff=0.8):
                 raise ConfigError(f"unknown key '{key}:'{_suggest(key)}")
@@ -464,6 +467,8 @@ class _Loader:
         if not on and name in SCALAR_OPTIONS and name not in ("config", "file-exclude"):
             self.state.values.pop(name, None)  # UNSET of a scalar removes its value
             return
+        import difflib
+
         match = difflib.get_close_matches(name, list(BOOLEAN_FLAGS), n=1, cutoff=0.6)
         hint = f" (did you mean '{match[0]}'?)" if match else ""
         raise ConfigError(

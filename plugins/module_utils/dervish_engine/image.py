@@ -14,25 +14,26 @@ A vault without any image (no hist, no reference) is initialised automatically (
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
+import importlib
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
-from . import hist, hooks, index, lock, rsync
+from . import hist, lock, rsync
 from .config import load_vault
 from .errors import ConfigError, DervishError, ImageError
 from .expire_rules import choose_expire
 from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time
+
+if TYPE_CHECKING:
+    from . import hooks
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,6 +44,8 @@ EXIT_POST_FAILED = 4
 INTERRUPTED_STATUS = "error -- interrupted (run killed)"
 TEMP_FILES = ("exclude", "fsbuffer", "rsync_error.tmp", "log.tmp")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# modules needed only once rsync has finished (or by hooks): imported while rsync runs, not before it
+AFTER_RSYNC_MODULES = (".index", ".hooks", "gzip", "bz2", "shutil")
 
 
 @dataclass
@@ -164,6 +167,10 @@ def _compress_log(image_dir: Path, mode: Optional[str]) -> Path:
     src = image_dir / "log"
     if mode not in ("gzip", "bzip2") or not src.exists():
         return src
+    import bz2
+    import gzip
+    import shutil
+
     target = image_dir / ("log.gz" if mode == "gzip" else "log.bz2")
     opener = gzip.open if mode == "gzip" else bz2.open
     with open(str(src), "rb") as fin, opener(str(target), "wb") as fout:
@@ -261,6 +268,8 @@ class ImageRun:
         )
 
     def hook_context(self) -> hooks.HookContext:
+        from . import hooks
+
         return hooks.HookContext(
             server=self.server, client=self.cfg.client, src=self.cfg.tree,
             dest=str(self.image_dir / "tree"), image=f"{self.cfg.vault}:{self.branch}:{self.name}",
@@ -311,7 +320,7 @@ class ImageRun:
         (image_dir / "exclude").write_text("".join(f"{e}\n" for e in self.cfg.excludes or ()), encoding="utf-8")
         problems: List[str] = []
         failures: List[str] = []
-        ctx = self.hook_context()
+        ctx = None
         outcome = None
         status = None
         with open(str(image_dir / "log"), "ab") as log:
@@ -323,6 +332,9 @@ class ImageRun:
                 command = getattr(self.cfg, name.replace("-", "_"))
                 if not command:
                     continue
+                from . import hooks
+
+                ctx = ctx or self.hook_context()
                 code = hooks.run_hook(name, command, ctx, log)
                 if code:
                     failures.append(f"{name} failed ({code})")
@@ -342,6 +354,9 @@ class ImageRun:
                 command = getattr(self.cfg, name.replace("-", "_"))
                 if not command:
                     continue
+                from . import hooks
+
+                ctx = ctx or self.hook_context()
                 code = hooks.run_hook(name, command, ctx, log, status=hook_status)
                 if code:
                     failures.append(f"{name} failed ({code})")
@@ -358,6 +373,8 @@ class ImageRun:
                         summary.expire or "Never")
             _compress_log(image_dir, self.cfg.log)
             if self.cfg.index and self.cfg.index not in ("none", "no"):
+                from . import index
+
                 try:
                     index.build_index(image_dir, self.cfg.tree_alias or self.cfg.tree, self.cfg.index)
                 except (DervishError, OSError) as exc:
@@ -398,6 +415,8 @@ class ImageRun:
     def _drop_partial_tree(self, log) -> None:
         """A full bank: this run's partial tree goes (it is never a reference), so the space it took
         is free again for expire and the next run; earlier images are not touched."""
+        import shutil
+
         shutil.rmtree(str(self.image_dir / "tree"), ignore_errors=True)
         log.write(b"dervish: the bank's filesystem is full: this image's partial tree was removed\n")
         self.report(f"{self.cfg.vault}:{self.branch}: bank full, partial tree of image {self.name} removed")
@@ -411,6 +430,8 @@ class ImageRun:
                 self._child = proc
             except OSError as exc:
                 return 127, [f"dervish: cannot run {argv[0]}: {exc}"]
+            for name in AFTER_RSYNC_MODULES:  # rsync's output waits in the pipe meanwhile
+                importlib.import_module(name, __package__)
             write = log.write
             for line in proc.stdout:
                 if line.endswith(b"/\n") or b" -> " in line or b" => " in line:

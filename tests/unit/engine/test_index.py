@@ -74,3 +74,41 @@ def test_parallel_jobs_list_the_same_lines(tmp_path):
     assert multi[0] == single[0] and multi[0].endswith(str(img / "tree").encode())
     assert sorted(multi) == sorted(single) and len(single) == 1 + 12 + 36 + 36 + 1
     assert index.split_jobs(img, 1) == [[b"tree"]]
+
+
+@pytest.mark.parametrize("lines", [
+    [b"  1 4 drwx 2 u g 4096 Nov 26 14:18 tree\n", b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/x\n"],
+    [b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/x\n", b"  3 4 -rw- 1 u g 1 Nov 26 14:18 tree/a\\ b\n"],
+    # root line plus a line with two " tree/": the counts alone would balance out
+    [b"  1 4 drwx 2 u g 4096 Nov 26 14:18 tree\n", b"  2 4 lrwx 1 u g 1 Nov 26 14:18 tree/l -> tree/z\n"],
+    [b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/x\\ tree/y\n", b"  3 4 -rw- 1 u g 1 Nov 26 14:18 tree/y\n"],
+    [b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/d/a\\ tree\n", b"  3 4 -rw- 1 u g 1 Nov 26 14:18 tree/y\n"],
+    [],
+])
+def test_rewrite_block_is_the_per_line_rewrite(lines):
+    expected = index.rewrite(lines, b"/s\\ x/", b"/img/tree")
+    assert index.rewrite_block(b"".join(lines), b"/s\\ x/", b"/img/tree") == expected
+
+
+def test_find_reads_the_zone_once(image, monkeypatch):
+    seen = []
+    real_popen = index.subprocess.Popen
+
+    def popen(argv, **kwargs):
+        seen.append(kwargs["env"])
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.delenv("TZ", raising=False)
+    monkeypatch.setattr(index.subprocess, "Popen", popen)
+    unset = gzip.decompress(index.build_index(image, "/s", "gzip", workers=1).read_bytes())
+    if os.path.exists("/etc/localtime"):
+        assert seen[-1]["TZ"] == ":/etc/localtime"
+    monkeypatch.setenv("TZ", "UTC")
+    index.build_index(image, "/s", "gzip", workers=1)
+    assert seen[-1]["TZ"] == "UTC" and seen[-1]["LC_ALL"] == "C.UTF-8"
+    monkeypatch.undo()
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+    env.pop("TZ", None)
+    plain = index.subprocess.run(["find", "tree", "-ls"], cwd=str(image), env=env, capture_output=True,
+                                 check=True).stdout
+    assert unset == index.rewrite(plain.splitlines(True), b"/s/", os.fsencode(index.escape_path(str(image / "tree"))))
