@@ -54,8 +54,8 @@ class SiteReport:
 
 
 def default_vault_name(client: str, filesystem: str) -> str:
-    """``laptop1`` + ``/`` -> ``laptop1-root``; ``/var/log`` -> ``laptop1-var-log``."""
-    tail = filesystem.strip("/").replace("/", "-")
+    """``laptop1`` + ``/`` -> ``laptop1-root``; ``/var/log`` -> ``laptop1-var-log``; other characters -> ``-``."""
+    tail = re.sub(r"[^A-Za-z0-9._-]", "-", filesystem.strip("/").replace("/", "-"))
     return f"{client}-{tail or 'root'}"
 
 
@@ -175,6 +175,11 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
         tree = str(vault.get("tree", ""))
         if not tree.startswith("/"):
             report.add(f"{where}.tree {tree!r} is not an absolute path")
+        for key in ("tree", "excludes", "rsync_options", "expire_rules"):
+            values = vault.get(key) or []
+            for value in [values] if isinstance(values, str) else values:
+                if "\n" in str(value) or "\r" in str(value):
+                    report.add(f"{where}.{key}: {value!r} spans several lines")
 
 
 def validate_site(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
@@ -208,6 +213,9 @@ def validate_site(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str
             report.add(str(err))
             continue
         _check_vault_fields(client, checked.get("backup_client_vaults") or [], report)
+        for path in checked.get("backup_client_filesystems") or []:
+            if not str(path).startswith("/"):
+                report.add(f"{client}: backup_client_filesystems: {path!r} is not an absolute path")
         for path in checked.get("backup_client_exclude_paths") or []:
             if not str(path).startswith("/"):
                 report.add(f"{client}: backup_client_exclude_paths: {path!r} is not an absolute path")

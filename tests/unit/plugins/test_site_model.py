@@ -37,6 +37,7 @@ def check(hostvars: dict, servers=("backup",), clients=None) -> list[str]:
 def test_default_vault_names_follow_the_filesystem() -> None:
     assert default_vault_name("laptop1", "/") == "laptop1-root"
     assert default_vault_name("laptop1", "/var/log/") == "laptop1-var-log"
+    assert default_vault_name("laptop1", "/mnt/my data#1") == "laptop1-mnt-my-data-1"
 
 
 @pytest.mark.parametrize(
@@ -112,6 +113,10 @@ def test_a_sound_site_has_no_problems() -> None:
         ({"laptop1": {"backup_client_vaults": [{"name": "bad name", "tree": "home"}]}},
          "laptop1: backup_client_vaults[0].name 'bad name' is not a valid vault name"),
         ({"laptop1": {"backup_client_server": "nas"}}, "laptop1: backup_client_server is 'nas'"),
+        ({"laptop1": {"backup_client_vaults": [{"name": "v", "tree": "/", "excludes": ["a\nb"]}]}},
+         "laptop1: backup_client_vaults[0].excludes: 'a\\nb' spans several lines"),
+        ({"laptop1": {"backup_client_filesystems": ["home"]}},
+         "laptop1: backup_client_filesystems: 'home' is not an absolute path"),
         ({"backup": {"backup_server_max_parallel": "many"}},
          "backup: argument 'backup_server_max_parallel' is of type"),
         ({"backup": {"backup_server_banks": ["/srv/bank"]}},
