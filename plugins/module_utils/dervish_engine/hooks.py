@@ -21,14 +21,15 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Dict, Optional
+
+from .records import field, record
 
 HOOKS = ("pre-server", "pre-client", "post-client", "post-server")
 
 
-@dataclass
+@record
 class HookContext:
     server: str
     client: str

@@ -18,9 +18,7 @@ import contextlib
 import importlib
 import os
 import shlex
-import socket
 import subprocess
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
@@ -29,6 +27,7 @@ from . import hist, lock, rsync
 from .config import load_vault
 from .errors import ConfigError, DervishError, ImageError
 from .expire_rules import choose_expire
+from .records import field, record
 from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time
 
@@ -48,7 +47,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 AFTER_RSYNC_MODULES = (".index", ".hooks", "gzip", "bz2", "shutil")
 
 
-@dataclass
+@record
 class ImageOptions:
     """Command-line choices for one image run (None = take the config's value)."""
 
@@ -61,7 +60,7 @@ class ImageOptions:
     extra_config: tuple = ()
 
 
-@dataclass
+@record
 class Reference:
     """What the new image links against."""
 
@@ -71,7 +70,7 @@ class Reference:
     auto_init: bool = False
 
 
-@dataclass
+@record
 class ImageResult:
     vault: str
     branch: str
@@ -180,7 +179,7 @@ def _compress_log(image_dir: Path, mode: Optional[str]) -> Path:
 
 
 def _server_name() -> str:
-    return socket.gethostname()
+    return os.uname().nodename  # what gethostname() returns, without importing socket
 
 
 class ImageRun:
