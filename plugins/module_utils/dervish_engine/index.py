@@ -65,17 +65,21 @@ def rewrite(chunk_lines, new_prefix: bytes, root_line_path: bytes):
 
 
 def rewrite_block(data: bytes, new_prefix: bytes, root_line_path: bytes) -> bytes:
-    """``rewrite`` for a block of whole lines, without a Python-level pass over the lines when possible.
+    """``rewrite`` for a block of whole lines of which only the first may be the root line.
 
-    Every line's path starts with `` tree/`` except the root line's (``tree``), and a root line
-    ends in `` tree\\n``. So with no `` tree\\n`` in the block every line holds `` tree/`` at least
-    once; when the block holds it exactly once per line, replacing every occurrence is the per-line
-    rewrite. Anything else (the root line, a name containing `` tree/`` or ending in ``\\ tree``, a
-    symlink target ``tree/...``) goes line by line.
+    (find prints its start point ``tree`` first, so a job's root line can only be the first line of
+    its first block.) Every other line's path starts with `` tree/``, so each holds it at least once;
+    when the block holds it exactly once per line, joining the pieces between the occurrences with
+    the new prefix is the per-line rewrite, without a Python-level pass over ~50k lines. Anything else
+    (a name containing `` tree/``, a symlink target ``tree/...``) goes line by line.
     """
-    if b" tree\n" not in data and data.count(b" tree/") == data.count(b"\n"):
-        return data.replace(b" tree/", b" " + new_prefix)
-    return rewrite(data.splitlines(True), new_prefix, root_line_path)
+    first = data.find(b"\n") + 1
+    head = rewrite([data[:first]], new_prefix, root_line_path) if first else b""
+    rest = data[first:]
+    pieces = rest.split(b" tree/")
+    if len(pieces) - 1 == rest.count(b"\n"):
+        return head + (b" " + new_prefix).join(pieces)
+    return head + rewrite(rest.splitlines(True), new_prefix, root_line_path)
 
 
 class _Compressor:

@@ -83,6 +83,9 @@ def test_parallel_jobs_list_the_same_lines(tmp_path):
     [b"  1 4 drwx 2 u g 4096 Nov 26 14:18 tree\n", b"  2 4 lrwx 1 u g 1 Nov 26 14:18 tree/l -> tree/z\n"],
     [b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/x\\ tree/y\n", b"  3 4 -rw- 1 u g 1 Nov 26 14:18 tree/y\n"],
     [b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/d/a\\ tree\n", b"  3 4 -rw- 1 u g 1 Nov 26 14:18 tree/y\n"],
+    [b"  2 4 -rw- 1 u g 1 Nov 26 14:18 tree/d/a\\ tree\n", b"  3 4 lrwx 1 u g 1 Nov 26 14:18 tree/l -> tree/z\n",
+     b"  4 4 -rw- 1 u g 1 Nov 26 14:18 tree/m\n"],
+    [b"  1 4 drwx 2 u g 4096 Nov 26 14:18 tree\n"],
     [],
 ])
 def test_rewrite_block_is_the_per_line_rewrite(lines):
