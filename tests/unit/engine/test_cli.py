@@ -151,3 +151,41 @@ def test_importing_main_module_runs_nothing(capsys):
     importlib.import_module("dervish_engine.__main__")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+class _Exited(Exception):
+    pass
+
+
+def _fake_exit(code):
+    raise _Exited(code)
+
+
+def test_run_exits_fast_with_main_code(master, monkeypatch, capsys):
+    monkeypatch.setattr(cli.os, "_exit", _fake_exit)
+    monkeypatch.setattr(cli.atexit, "_ncallbacks", lambda: 0, raising=False)
+    with pytest.raises(_Exited) as exc:
+        cli.run(["--config", str(master), "status", "--json"])
+    assert exc.value.args == (0,) and '"vaults"' in capsys.readouterr().out
+    with pytest.raises(_Exited) as exc:
+        cli.run(["--config", str(master / "missing"), "status"])
+    assert exc.value.args == (2,)
+
+
+def test_run_exits_normally_when_something_waits_for_exit(master, monkeypatch):
+    monkeypatch.setattr(cli.os, "_exit", _fake_exit)
+    monkeypatch.setattr(cli.atexit, "_ncallbacks", lambda: 1, raising=False)  # e.g. coverage's callback
+    with pytest.raises(SystemExit) as exc:
+        cli.run(["--config", str(master), "status", "--json"])
+    assert exc.value.code == 0
+
+
+def test_python_dash_m_output_and_exit_code_through_a_pipe(master):
+    env = dict(os.environ, PYTHONPATH=str(ENGINE_PARENT))
+    env.pop("PYTHONUNBUFFERED", None)  # stdout a block-buffered pipe: run() must flush it before exiting
+    proc = subprocess.run([sys.executable, "-m", "dervish_engine", "--config", str(master), "check"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 2 and "exclde" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "dervish_engine", "--config", str(master), "status"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0 and "good" in proc.stdout
