@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from .config import load_master, load_vault
-from .errors import ConfigError, DervishError, LockedError
-from .image import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ImageOptions, make_image
+from .errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ConfigError, DervishError, LockedError
 from .rsync import MAX_ATTEMPTS
-from .timespec import parse_image_time
 
 try:
     from . import __version__
@@ -144,6 +142,8 @@ class _Console:
 
 
 def cmd_image(args, master, con: _Console) -> int:
+    from .image import ImageOptions, make_image
+
     opts = ImageOptions(init=args.init, image=args.image, image_time=args.image_time, expire=args.expire,
                         reference=args.reference, dry_run=args.dry_run)
 
@@ -175,6 +175,7 @@ def cmd_runall(args, master, con: _Console) -> int:
 
 def cmd_expire(args, master, con: _Console) -> int:
     from .expire import apply_plan, plan_expiry, scan_images
+    from .timespec import parse_image_time
 
     now = parse_image_time(args.time, datetime.now()) if args.time else datetime.now()
     plan = plan_expiry(scan_images(master.banks, args.vault), now, tree_only=args.tree)

@@ -5,6 +5,13 @@ Every error carries a complete, user-facing message: ``str(error)`` is what the 
 
 from __future__ import annotations
 
+# process exit codes (``dervish --help``); here so that the CLI needs no image import to use them
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_POST_FAILED = 4
+
 
 class DervishError(Exception):
     """Base class; ``str(e)`` is a complete user-facing message."""

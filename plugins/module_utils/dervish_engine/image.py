@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Callable, List, Optional
 
 from . import hist, lock, rsync
 from .config import load_vault
-from .errors import ConfigError, DervishError, ImageError
+from .errors import (  # noqa: F401 (EXIT_*: re-exported, image.EXIT_OK etc. keep working)
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_POST_FAILED,
+    EXIT_USAGE,
+    ConfigError,
+    DervishError,
+    ImageError,
+)
 from .expire_rules import choose_expire
 from .records import field, record
 from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
@@ -33,12 +42,6 @@ from .timespec import format_expire, parse_expire_spec, parse_image_time
 
 if TYPE_CHECKING:
     from . import hooks
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_LOCKED = 3
-EXIT_POST_FAILED = 4
 
 INTERRUPTED_STATUS = "error -- interrupted (run killed)"
 TEMP_FILES = ("exclude", "fsbuffer", "rsync_error.tmp", "log.tmp")

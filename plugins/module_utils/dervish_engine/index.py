@@ -30,7 +30,7 @@ from .errors import ImageError
 CHUNK = 1 << 18
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-GZIP_LEVEL = 3
+GZIP_LEVEL = 2  # zlib 1.2.13, 5 MiB of index: level 2 ~18 ms, 475 KiB; level 3 ~22 ms, 472 KiB
 MAX_WORKERS = 4
 MAX_SPLIT_ENTRIES = 2000
 MAX_SPLIT_DEPTH = 3
