@@ -10,14 +10,16 @@ Rules (Dirvish's ``dirvish-expire`` with its bugs fixed):
   its ``tree/`` exists; the **newest good image of every vault:branch is always kept**, even when
   it is expired (Dirvish kept the *oldest* one, and never counted warnings as good);
 * a *failed or interrupted* image (Status not good, or no Status/Backup-complete) is removed once
-  it is expired **or** once its branch has a newer good image (tidy) -- but never while the
-  vault is locked by a live run (``is_busy(vault_dir)``), since a running backup looks
-  interrupted too;
+  it is expired **or** once its branch has a newer good image (tidy);
 * other expired images are removed;
+* nothing at all is removed from a vault locked by a live run (``is_busy(vault_dir)``): a running
+  backup looks interrupted, and it may be linking against any image of its vault;
 * with ``tree_only`` only ``tree/`` is removed (images without a tree are then skipped).
 
-:func:`plan_expiry` is pure (a dry run is just the plan); :func:`apply_plan` deletes ``tree/``
-first and then the image directory, never following symlinks. ``.hist`` files are left alone.
+:func:`plan_expiry` is pure (a dry run is just the plan). :func:`apply_plan` checks the lock again,
+renames ``summary`` to ``summary.expiring`` (so a deletion cut short never leaves a half-deleted
+tree that still looks good to status or locate; the next expire finishes such a leftover), then
+deletes ``tree/`` and the image directory, never following symlinks. ``.hist`` files are left alone.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class ImageInfo:
     has_tree: bool = False
     created: Optional[datetime] = None
     expire_error: Optional[str] = None
+    leftover: bool = False  # an image whose removal was cut short (summary.expiring)
 
     @property
     def managed(self) -> bool:
@@ -79,6 +82,9 @@ class ImageInfo:
         return (when, self.created or datetime.min, self.name)
 
 
+EXPIRING_SUMMARY = "summary.expiring"
+
+
 def read_image(path: Path) -> ImageInfo:
     """Build an ``ImageInfo`` for one image directory (never raises for odd content)."""
     path = Path(path)
@@ -87,6 +93,7 @@ def read_image(path: Path) -> ImageInfo:
     try:
         text = (path / "summary").read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
+        info.leftover = (path / EXPIRING_SUMMARY).is_file()
         return info
     s = parse_summary(text)
     info.summary = s
@@ -173,9 +180,26 @@ def plan_expiry(images: List[ImageInfo], now: datetime, tree_only: bool = False,
     busy_cache: Dict[Path, bool] = {}
     plan = ExpirePlan(now=now, tree_only=tree_only)
     groups: Dict[tuple, List[ImageInfo]] = {}
+
+    def vault_busy(im: ImageInfo) -> bool:
+        vdir = im.vault_dir
+        if vdir not in busy_cache:
+            busy_cache[vdir] = bool(busy_check(vdir))
+        return busy_cache[vdir]
+
+    def remove(im: ImageInfo, reason: str) -> None:
+        if vault_busy(im):
+            plan.busy.append(im)
+            plan.reasons[str(im.path)] = "kept: its vault is locked by a running backup"
+        else:
+            plan.remove.append(im)
+            plan.reasons[str(im.path)] = reason
+
     for im in images:
         if im.managed:
             groups.setdefault((im.vault, im.branch), []).append(im)
+        elif im.leftover and not tree_only:
+            remove(im, "left over from an interrupted expire")
     for key in sorted(groups):
         group = sorted(groups[key], key=ImageInfo.sort_key)
         goods = [im for im in group if im.good]
@@ -192,24 +216,15 @@ def plan_expiry(images: List[ImageInfo], now: datetime, tree_only: bool = False,
                 continue
             if im.complete:
                 if expired:
-                    plan.remove.append(im)
-                    plan.reasons[sp] = f"expired {im.expire_at:%Y-%m-%d %H:%M:%S}"
+                    remove(im, f"expired {im.expire_at:%Y-%m-%d %H:%M:%S}")
                 continue
             newer_good = newest is not None and (im.created is None or newest.created is None
                                                  or newest.created > im.created)
             if not expired and not newer_good:
                 continue
-            vdir = im.vault_dir
-            if vdir not in busy_cache:
-                busy_cache[vdir] = bool(busy_check(vdir))
-            if busy_cache[vdir]:
-                plan.busy.append(im)
-                plan.reasons[sp] = "unfinished image kept: vault is locked by a running backup"
-                continue
-            plan.remove.append(im)
             what = "failed" if im.status else "unfinished"
-            plan.reasons[sp] = (f"{what} image, expired {im.expire_at:%Y-%m-%d %H:%M:%S}" if expired
-                                else f"{what} image, branch has a newer good image")
+            remove(im, f"{what} image, expired {im.expire_at:%Y-%m-%d %H:%M:%S}" if expired
+                   else f"{what} image, branch has a newer good image")
     return plan
 
 
@@ -243,21 +258,30 @@ def _stdout_line(message: str) -> None:
     sys.stdout.write(message + "\n")
 
 
-def apply_plan(plan: ExpirePlan, log: Optional[Callable[[str], object]] = None) -> int:
+def apply_plan(plan: ExpirePlan, log: Optional[Callable[[str], object]] = None,
+               is_busy: Optional[Callable[[Path], bool]] = None) -> int:
     """Remove what ``plan`` says: ``tree/`` first, then the image directory (unless ``tree_only``).
 
-    Returns the number of images (or trees) removed. Failures are logged, collected in
-    ``plan.failed`` and do not stop the other removals. ``log`` gets one message per image
-    (default: a line on standard output).
+    The vault lock is checked again right before each image: a backup that started after the plan
+    was made keeps its whole vault. Returns the number of images (or trees) removed. Failures are
+    logged, collected in ``plan.failed`` and do not stop the other removals. ``log`` gets one
+    message per image (default: a line on standard output).
     """
     if log is None:
         log = _stdout_line
+    busy_check = is_busy or _default_is_busy
     removed = 0
     for im in plan.remove:
         label = f"{im.vault}:{im.branch}:{im.name}"
+        if busy_check(im.vault_dir):
+            plan.busy.append(im)
+            log(f"kept {label}: its vault is locked by a running backup")
+            continue
         try:
             if im.path.is_symlink():
                 raise OSError(f"{im.path} is a symlink, not removed")
+            if not plan.tree_only and (im.path / "summary").is_file():
+                os.rename(str(im.path / "summary"), str(im.path / EXPIRING_SUMMARY))
             remove_tree(im.path / "tree")
             if not plan.tree_only:
                 remove_tree(im.path)

@@ -112,7 +112,7 @@ def test_failed_images_are_tidied_or_expire(bank):
     assert good.exists() and failed_new.exists() and failed_young.exists()
 
 
-def test_busy_vault_keeps_unfinished_images(bank):
+def test_busy_vault_keeps_every_image(bank):
     running = make_image(bank, "v", NOW - 10 * DAY, complete=False, expire_days=5)
     old = make_image(bank, "v", NOW - 40 * DAY)
     make_image(bank, "v", NOW - 20 * DAY)
@@ -123,8 +123,28 @@ def test_busy_vault_keeps_unfinished_images(bank):
         return True
 
     plan = plan_expiry(scan_images([bank]), NOW, is_busy=busy)
-    assert names(plan.busy) == [running.name] and names(plan.remove) == [old.name]
-    assert seen == [bank / "v"]
+    assert sorted(names(plan.busy)) == sorted([running.name, old.name]) and plan.remove == []
+    assert set(seen) == {bank / "v"}
+
+
+def test_apply_checks_the_lock_again(bank):
+    old = make_image(bank, "v", NOW - 40 * DAY)
+    make_image(bank, "v", NOW - 20 * DAY)
+    plan = plan_expiry(scan_images([bank]), NOW, is_busy=lambda vault_dir: False)
+    assert names(plan.remove) == [old.name]
+    assert apply_plan(plan, log=lambda message: None, is_busy=lambda vault_dir: True) == 0
+    assert old.exists() and names(plan.busy) == [old.name]
+
+
+def test_an_interrupted_removal_is_finished_and_never_looks_good(bank):
+    old = make_image(bank, "v", NOW - 40 * DAY)
+    make_image(bank, "v", NOW - 20 * DAY)
+    (old / "summary").rename(old / "summary.expiring")  # what apply_plan does first, then it died
+    assert old.name not in names(im for im in scan_images([bank]) if im.good)
+    plan = plan_expiry(scan_images([bank]), NOW, is_busy=lambda vault_dir: False)
+    assert "interrupted expire" in plan.reasons[str(old)]
+    apply_plan(plan, log=lambda message: None, is_busy=lambda vault_dir: False)
+    assert not old.exists()
 
 
 def test_default_busy_check_uses_the_vault_lock(bank):
