@@ -116,11 +116,27 @@ class RsyncOutcome:
         return self.severity
 
 
+QUOTED_NAME = re.compile(r'".*"')
+
+
+def message_text(line: str) -> str:
+    """The line without the file name rsync quotes in it (``write failed on "NAME": ...``).
+
+    A client's file may be called "No space left on device": only rsync's and ssh's own words may
+    decide how bad a failure is, never a name they quote.
+    """
+    return QUOTED_NAME.sub('""', line)
+
+
 def classify(code: int, stderr_lines=()) -> RsyncOutcome:
-    """Classify an rsync exit code together with the lines it wrote to stderr."""
+    """Classify an rsync exit code together with the lines it wrote to stderr.
+
+    Exit 24 (files vanished during the transfer) is always a warning, whatever the lines say.
+    """
     fatal_text = None
     warnings = errors = 0
-    for line in stderr_lines:
+    for raw_line in stderr_lines:
+        line = message_text(raw_line)
         for rx, text in FATAL_PATTERNS:
             if rx.search(line):
                 errors += 1
@@ -135,10 +151,10 @@ def classify(code: int, stderr_lines=()) -> RsyncOutcome:
     if code == 0:
         return RsyncOutcome(0, "success", "success", warnings, errors)
     message = RSYNC_MESSAGES.get(code, "unknown rsync exit code")
-    if fatal_text is not None:
-        return RsyncOutcome(code, "fatal", fatal_text, warnings, errors)
     if code == 24:
         return RsyncOutcome(code, "warning", message, warnings, errors)
+    if fatal_text is not None:
+        return RsyncOutcome(code, "fatal", fatal_text, warnings, errors)
     if code in FATAL_CODES:
         return RsyncOutcome(code, "fatal", message, warnings, errors)
     return RsyncOutcome(code, "error", message, warnings, errors)

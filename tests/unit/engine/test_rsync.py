@@ -92,3 +92,18 @@ def test_speed_limit():
     assert rsync.speed_limit_kbps("1") == 100
     assert rsync.speed_limit_kbps(None) is None
     assert rsync.speed_limit_kbps("x") is None
+
+
+@pytest.mark.parametrize("line", [
+    'file has vanished: "/home/bob/No space left on device.txt"',
+    'rsync: [sender] send_files failed to open "/srv/Connection refused": Permission denied (13)',
+])
+def test_a_file_name_never_decides_severity(line):
+    assert rsync.classify(24, [line]).severity == "warning"
+    outcome = rsync.classify(23, [line])
+    assert outcome.severity == "error" and outcome.message != rsync.FILESYSTEM_FULL
+
+
+def test_rsyncs_own_words_after_a_quoted_name_still_count():
+    outcome = rsync.classify(11, ['rsync: [receiver] write failed on "/bank/x": No space left on device (28)'])
+    assert outcome.severity == "fatal" and outcome.message == rsync.FILESYSTEM_FULL
