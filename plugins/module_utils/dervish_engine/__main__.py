@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cli import run
+from .cli import main
 
 if __name__ == "__main__":
-    run()
+    raise SystemExit(main())

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
-import os
 import signal
 import sys
 import threading
@@ -311,22 +309,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Terminated as exc:
         con.error(f"terminated by {exc}")
         return 143
-
-
-def run(argv: Optional[List[str]] = None) -> None:
-    """``main()`` as a process: flush, then exit without the interpreter's teardown when that is safe.
-
-    Tearing down ~100 modules costs ~7 ms per run and does nothing for dervish: every file it writes
-    is closed by then. Anything that needs the normal exit (an atexit callback, e.g. coverage's; a
-    thread still running; a flush that fails, e.g. a closed pipe) gets it.
-    """
-    code = main(argv)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        raise SystemExit(code) from None
-    ncallbacks = getattr(atexit, "_ncallbacks", None)
-    if ncallbacks is not None and ncallbacks() == 0 and threading.active_count() == 1:
-        os._exit(code or 0)
-    raise SystemExit(code)
