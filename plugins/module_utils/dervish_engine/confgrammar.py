@@ -18,11 +18,11 @@ as ``post-client failed (3)``) such lines come back as ``TEXT`` statements.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
 from .errors import ConfigError
-from .records import field, record
 
 SCALAR = "scalar"
 LIST = "list"
@@ -35,7 +35,7 @@ _KEY_RE = re.compile(r"^([^\s:]+):(.*)$")
 _DIRECTIVE_RE = re.compile(r"^(SET|UNSET|RESET)(?:\s+(.*))?$")
 
 
-@record
+@dataclass
 class Statement:
     """One logical statement of a configuration file.
 

@@ -24,8 +24,9 @@ Differences from Dirvish (fixes of its pitfalls), all reported as ``ConfigError`
 from __future__ import annotations
 
 import copy
-import os
 import re
+import socket
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -33,7 +34,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 from . import confgrammar as g
 from .errors import ConfigError
 from .expire_rules import ExpireRule, parse_rule
-from .records import field, record
 from .timespec import check_expire_spec, parse_image_time
 
 __all__ = [
@@ -164,7 +164,7 @@ SCALAR_CHECKS: Dict[str, Callable[[str], object]] = {
 # ------------------------------------------------------------------------------------------ dataclasses
 
 
-@record
+@dataclass
 class RunallEntry:
     """One ``Runall:`` line: ``vault[:branch] [image_time]``."""
 
@@ -188,7 +188,7 @@ def parse_runall_entry(text: str) -> RunallEntry:
     return RunallEntry(vault, branch or None, image_time or None)
 
 
-@record
+@dataclass
 class _State:
     """Values while loading: scalars -> str, lists -> [(value, origin)], booleans -> bool."""
 
@@ -198,7 +198,7 @@ class _State:
     client_loaded: bool = False
 
 
-@record
+@dataclass
 class MasterConfig:
     """The master configuration. ``state`` holds the master's own settings, the defaults of every vault."""
 
@@ -215,7 +215,7 @@ class MasterConfig:
         return list(self.state.files)
 
 
-@record
+@dataclass
 class VaultConfig:
     """Effective configuration of one vault:branch. Option names map ``-`` to ``_``.
 
@@ -265,7 +265,7 @@ class VaultConfig:
     def is_local(self, server_hostname: Optional[str] = None) -> bool:
         """True if the client is this server (``client`` equals the hostname, or ``localhost``)."""
         if server_hostname is None:
-            server_hostname = os.uname().nodename  # = gethostname(); no socket import
+            server_hostname = socket.gethostname()
         return self.client in ("localhost", server_hostname)
 
     def source(self, server_hostname: Optional[str] = None) -> str:

@@ -25,11 +25,11 @@ only warned at backup time).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from .errors import ConfigError
-from .records import field, record
 from .timespec import check_expire_spec, is_never
 
 SCALE_CODES = {
@@ -49,7 +49,7 @@ Range = Tuple[int, int]
 SubPeriod = List[Tuple[str, List[Range]]]
 
 
-@record
+@dataclass
 class ExpireRule:
     """One parsed ``expire-rule:`` line.
 

@@ -9,17 +9,16 @@ Byte-compatible with Dirvish 1.2.1, including the header typo ``REFERECE``::
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import List
-
-from .records import record
 
 HEADER = "#IMAGE\tCREATED\tREFERECE\tEXPIRES\n"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class HistEntry:
     image: str
     created: str

@@ -21,15 +21,14 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Dict, Optional
-
-from .records import field, record
 
 HOOKS = ("pre-server", "pre-client", "post-client", "post-server")
 
 
-@record
+@dataclass
 class HookContext:
     server: str
     client: str

@@ -18,7 +18,9 @@ import contextlib
 import importlib
 import os
 import shlex
+import socket
 import subprocess
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
@@ -36,7 +38,6 @@ from .errors import (  # noqa: F401 (EXIT_*: re-exported, image.EXIT_OK etc. kee
     ImageError,
 )
 from .expire_rules import choose_expire
-from .records import field, record
 from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time
 
@@ -50,7 +51,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 AFTER_RSYNC_MODULES = (".index", ".hooks", "gzip", "bz2", "shutil")
 
 
-@record
+@dataclass
 class ImageOptions:
     """Command-line choices for one image run (None = take the config's value)."""
 
@@ -63,7 +64,7 @@ class ImageOptions:
     extra_config: tuple = ()
 
 
-@record
+@dataclass
 class Reference:
     """What the new image links against."""
 
@@ -73,7 +74,7 @@ class Reference:
     auto_init: bool = False
 
 
-@record
+@dataclass
 class ImageResult:
     vault: str
     branch: str
@@ -182,7 +183,7 @@ def _compress_log(image_dir: Path, mode: Optional[str]) -> Path:
 
 
 def _server_name() -> str:
-    return os.uname().nodename  # what gethostname() returns, without importing socket
+    return socket.gethostname()
 
 
 class ImageRun:

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 from .errors import LockedError
-from .records import record
 
 LOCK_NAME = "lock_file"
 FLOCK_NAME = "lock_file.flock"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LockInfo:
     pid: int
     boot_id: str = ""
@@ -99,11 +100,18 @@ def read_lock(vault_dir) -> Optional[LockInfo]:
 
 
 def lock_is_live(info: LockInfo) -> bool:
-    """True when the process that wrote ``info`` may still be running."""
-    if info.host and info.host != os.uname().nodename:
-        return True
-    if info.boot_id and info.boot_id != boot_id():
-        return False
+    """True when the process that wrote ``info`` may still be running.
+
+    The boot id decides which machine and boot wrote the lock (a renamed host is still this one);
+    only without a usable boot id does the host name count, and another host's lock is kept.
+    """
+    current_boot = boot_id()
+    same_boot = bool(info.boot_id) and bool(current_boot) and info.boot_id == current_boot
+    if not same_boot:
+        if info.host and info.host != socket.gethostname():
+            return True
+        if info.boot_id and current_boot:
+            return False  # this machine, an earlier boot
     if info.pid <= 0:
         return False
     try:
@@ -139,7 +147,7 @@ def _flocked(vault_dir):
 
 
 def _describe(vault: str, info: LockInfo) -> str:
-    where = f" on {info.host}" if info.host and info.host != os.uname().nodename else ""
+    where = f" on {info.host}" if info.host and info.host != socket.gethostname() else ""
     since = f" since {info.started}" if info.started else ""
     return f"vault {vault} is being backed up by PID {info.pid}{where}{since}"
 
@@ -151,7 +159,7 @@ def acquire(vault_dir, vault: str, image_dir="", now: Optional[datetime] = None)
     Raises LockedError when a live run holds the vault.
     """
     now = now or datetime.now()
-    mine = LockInfo(os.getpid(), boot_id(), os.uname().nodename, process_start(os.getpid()),
+    mine = LockInfo(os.getpid(), boot_id(), socket.gethostname(), process_start(os.getpid()),
                     now.strftime("%Y-%m-%d %H:%M:%S"), str(image_dir))
     path = lock_path(vault_dir)
     with _flocked(vault_dir):

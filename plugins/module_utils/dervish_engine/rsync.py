@@ -26,9 +26,8 @@ A failed image keeps its (partial) tree: dervish never removes data it cannot pr
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import List, Optional
-
-from .records import record
 
 MAX_ATTEMPTS = 3
 
@@ -84,7 +83,7 @@ ERROR_PATTERNS = (
 WARNING_PATTERNS = (re.compile(r"readlink.*[Nn]o such file"),)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class RsyncOutcome:
     """Classification of one rsync execution."""
 

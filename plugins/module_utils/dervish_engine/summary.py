@@ -38,10 +38,10 @@ with the config grammar); values are written verbatim, so a ``#`` in a value is 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
 from . import confgrammar as g
-from .records import field, record
 
 _HOOK_FAIL_RE = re.compile(r"^(pre-server|pre-client|post-client|post-server) failed \((-?\d+)\)$")
 
@@ -55,7 +55,7 @@ HEAD_FIELDS = (
 _BY_KEY = dict(HEAD_FIELDS)
 
 
-@record
+@dataclass
 class Summary:
     """Content of a ``summary`` file.
 

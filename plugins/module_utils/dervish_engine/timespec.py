@@ -27,6 +27,7 @@ Unlike Dirvish, an unparsable spec is an error (``ConfigError``), not "1970-01-0
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from datetime import datetime, timedelta
@@ -71,8 +72,6 @@ def add_months(dt: datetime, months: int) -> datetime:
     total = dt.year * 12 + (dt.month - 1) + months
     year, month = divmod(total, 12)
     month += 1
-    import calendar  # only for month arithmetic: calendar (with locale) is not imported at start-up
-
     day = min(dt.day, calendar.monthrange(year, month)[1])
     return dt.replace(year=year, month=month, day=day)
 

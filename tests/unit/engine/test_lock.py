@@ -82,3 +82,13 @@ def test_release_leaves_foreign_lock(tmp_path):
     lock.lock_path(tmp_path).write_text("1\n")
     lock.release(tmp_path)
     assert lock.lock_path(tmp_path).exists()
+
+
+def test_a_dead_lock_of_this_boot_is_stale_even_after_a_rename():
+    info = lock.LockInfo(pid=2 ** 22 + 12345, boot_id=lock.boot_id(), host="old-name-of-this-host")
+    assert not lock.lock_is_live(info)
+
+
+def test_another_hosts_lock_without_a_matching_boot_is_kept():
+    info = lock.LockInfo(pid=2 ** 22 + 12345, boot_id="0" * 32, host="some-other-host")
+    assert lock.lock_is_live(info)
