@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import UNSAFE_RSYNC_OPTIONS
+
 SERVERS_GROUP = "backup_servers"
 CLIENTS_GROUP = "backup_clients"
 VAULT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -175,6 +177,10 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
         tree = str(vault.get("tree", ""))
         if not tree.startswith("/"):
             report.add(f"{where}.tree {tree!r} is not an absolute path")
+        for option in vault.get("rsync_options") or []:
+            if str(option).split("=", 1)[0].strip() in UNSAFE_RSYNC_OPTIONS:
+                report.add(f"{where}.rsync_options: {option} is not allowed: it would write into files that "
+                           "earlier images share through hard links")
         for key in ("tree", "excludes", "rsync_options", "expire_rules"):
             values = vault.get(key) or []
             for value in [values] if isinstance(values, str) else values:

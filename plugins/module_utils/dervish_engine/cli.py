@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from .config import load_master, load_vault
+from .config import find_vault_dir, load_master, load_vault
 from .errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ConfigError, DervishError, LockedError
 from .rsync import MAX_ATTEMPTS
 
@@ -176,6 +176,8 @@ def cmd_expire(args, master, con: _Console) -> int:
     from .timespec import parse_image_time
 
     now = parse_image_time(args.time, datetime.now()) if args.time else datetime.now()
+    if args.vault:
+        find_vault_dir(master, args.vault)  # a misspelt vault is an error, not a quiet no-op
     plan = plan_expiry(scan_images(master.banks, args.vault), now, tree_only=args.tree)
     for im in plan.kept_newest:
         con.say("kept {}:{}:{} ({})".format(im.vault, im.branch, im.name, plan.reasons.get(str(im.path), "")))
@@ -194,7 +196,6 @@ def cmd_expire(args, master, con: _Console) -> int:
 
 
 def cmd_locate(args, master, con: _Console) -> int:
-    from .config import find_vault_dir
     from .locate import locate, render
 
     vault, dummy, branch = args.vault.partition(":")
@@ -233,7 +234,8 @@ def cmd_check(args, master, con: _Console) -> int:
     if args.master_only:
         con.say(f"OK: master {master.path} ({len(master.banks)} bank(s), {len(master.runall)} Runall entries)")
         return EXIT_OK
-    errors: List[str] = []
+    errors: List[str] = [f"{master.path}: bank {bank} does not exist or is not a directory"
+                         for bank in master.banks if not bank.is_dir()]
     checked = 0
     names = set()
     for vault_dir in vault_dirs(master.banks):

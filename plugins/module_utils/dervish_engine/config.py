@@ -279,6 +279,21 @@ class VaultConfig:
 # ---------------------------------------------------------------------------------------------- loading
 
 
+# rsync options that write into files rsync already has: with --link-dest those are the earlier
+# image's own files, so a retry or a resumed transfer would change an image that was backed up.
+UNSAFE_RSYNC_OPTIONS = ("--inplace", "--append", "--append-verify", "--write-devices", "--remove-source-files",
+                        "--remove-sent-files")
+
+
+def _check_rsync_options(values: Dict[str, object]) -> None:
+    for option, origin in values.get("rsync-option", []):
+        name = option.split("=", 1)[0].strip()
+        if name in UNSAFE_RSYNC_OPTIONS:
+            file, dummy, line = origin.rpartition(":")
+            raise ConfigError(f"rsync-option {name} is not allowed: it would write into files that earlier "
+                              "images share through hard links", file, int(line) if line.isdigit() else None)
+
+
 def _check_name(what: str, name: str) -> None:
     if (not name or name in (".", "..") or "/" in name or ":" in name or name.startswith("-")
             or any(c.isspace() for c in name)):
@@ -579,6 +594,7 @@ def check_vault_file(path) -> None:
     for key in ("client", "tree"):
         if not _scalar(state.values, key):
             raise ConfigError(f"no {key}: defined", path)
+    _check_rsync_options(state.values)
     for text, origin in state.values.get("expire-rule", []):
         try:
             parse_rule(text)
@@ -640,6 +656,10 @@ def _build_vault(master: MasterConfig, vault: str, branch: Optional[str], vault_
         if not _scalar(v, key):
             raise ConfigError(f"no {key}: defined for vault {vault} (files read: {files})")
     branch = branch or _scalar(v, "branch") or _scalar(v, "branch-default") or "default"
+    _check_name("branch", branch)
+    if _scalar(v, "reference"):
+        _check_name("reference", _scalar(v, "reference"))
+    _check_rsync_options(v)
     tree, alias = split_tree(v["tree"])
     rules = []
     for text, origin in v.get("expire-rule", []):

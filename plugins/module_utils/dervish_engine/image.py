@@ -132,12 +132,19 @@ def find_reference(vault_dir: Path, branch: str, reference: Optional[str], init:
     raise ImageError(f"no images for reference {ref} found in vault {vault_dir.name} (no {hist_file})")
 
 
-def recover_interrupted(stale: lock.LockInfo, report: Callable[[str], None]) -> None:
-    """Mark the image of a killed run as failed and remove its temp files (nothing else)."""
+def recover_interrupted(stale: lock.LockInfo, report: Callable[[str], None], vault_dir: Path) -> None:
+    """Mark the image of a killed run as failed and remove its temp files (nothing else).
+
+    Only an image directly inside this vault: a lock file copied from elsewhere must not lead
+    to another vault's image being changed.
+    """
     report(f"stale lock of PID {stale.pid} (started {stale.started or '?'}) cleared")
     if not stale.image:
         return
     image_dir = Path(stale.image)
+    if image_dir.parent.resolve() != Path(vault_dir).resolve() or image_dir.name in ("", "dirvish"):
+        report(f"stale lock names {image_dir}, which is not an image of {vault_dir}: left alone")
+        return
     summary_file = image_dir / "summary"
     if not summary_file.is_file():
         return
@@ -297,7 +304,7 @@ class ImageRun:
         stale = lock.acquire(self.vault_dir, self.cfg.vault, self.image_dir, self.now)
         try:
             if stale is not None:
-                recover_interrupted(stale, self.report)
+                recover_interrupted(stale, self.report, self.vault_dir)
             if self.image_dir.exists():
                 raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}")
             ref = find_reference(self.vault_dir, self.branch, self.cfg.reference,

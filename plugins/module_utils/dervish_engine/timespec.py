@@ -143,7 +143,10 @@ def parse_expire_spec(spec: Optional[str], base: datetime) -> Optional[datetime]
     amounts = _parse_relative(text)
     if amounts is None:
         raise ConfigError(f"invalid expire spec {spec!r}: {SPEC_HELP}")
-    return apply_relative(_local(base), amounts)
+    try:
+        return apply_relative(_local(base), amounts)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"expire spec {spec!r} reaches beyond the dates this system can represent") from None
 
 
 def _clock(text: str):
@@ -166,6 +169,14 @@ def _clock(text: str):
 
 
 def parse_image_time(text: str, now: datetime) -> datetime:
+    """Parse ``--image-time`` / ``image-time:`` / a ``Runall:`` time (see :func:`_parse_image_time`)."""
+    try:
+        return _parse_image_time(text, now)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"image time {text!r} lies beyond the dates this system can represent") from None
+
+
+def _parse_image_time(text: str, now: datetime) -> datetime:
     """Parse ``--image-time`` / ``image-time:`` / a ``Runall:`` time.
 
     Accepted: ``now``; a clock time ``HH:MM[:SS]`` or ``10pm`` (today, or **yesterday** if that

@@ -296,3 +296,13 @@ def test_config_error_formats():
     assert str(ConfigError("bad")) == "bad"
     err = ConfigError("bad", "/f.conf", 3)
     assert (err.message, err.path, err.line) == ("bad", "/f.conf", 3)
+
+
+@pytest.mark.parametrize("option", ["--inplace", "--append", "--append-verify", "--write-devices"])
+def test_rsync_options_that_rewrite_shared_files_are_refused(tmp_path, option):
+    from dervish_engine.config import check_vault_file
+
+    conf = tmp_path / "default.conf"
+    conf.write_text(f"client: localhost\ntree: /srv\nrsync-option:\n\t--bwlimit=1000\n\t{option}\n")
+    with pytest.raises(ConfigError, match=rf"default.conf:5: rsync-option {option} is not allowed"):
+        check_vault_file(conf)

@@ -141,3 +141,12 @@ def test_format_time_roundtrip():
     assert format_time(BASE) == "2026-11-26 12:24:14"
     assert parse_time("2026-11-26 12:24:14") == BASE
     assert format_time(None) == "" and parse_time(None) is None and parse_time("x") is None
+
+
+def test_dates_beyond_the_calendar_are_config_errors():
+    from dervish_engine.timespec import parse_image_time
+
+    with pytest.raises(ConfigError, match="beyond the dates"):
+        parse_expire_spec("+9999 years", datetime(2026, 11, 26))
+    with pytest.raises(ConfigError, match="beyond the dates"):
+        parse_image_time("99999999 days ago", datetime(2026, 11, 26))

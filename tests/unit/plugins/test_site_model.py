@@ -115,6 +115,8 @@ def test_a_sound_site_has_no_problems() -> None:
         ({"laptop1": {"backup_client_server": "nas"}}, "laptop1: backup_client_server is 'nas'"),
         ({"laptop1": {"backup_client_vaults": [{"name": "v", "tree": "/", "excludes": ["a\nb"]}]}},
          "laptop1: backup_client_vaults[0].excludes: 'a\\nb' spans several lines"),
+        ({"laptop1": {"backup_client_vaults": [{"name": "v", "tree": "/", "rsync_options": ["--inplace"]}]}},
+         "laptop1: backup_client_vaults[0].rsync_options: --inplace is not allowed"),
         ({"laptop1": {"backup_client_filesystems": ["home"]}},
          "laptop1: backup_client_filesystems: 'home' is not an absolute path"),
         ({"backup": {"backup_server_max_parallel": "many"}},
