@@ -27,16 +27,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional
 
 from . import hist, lock, rsync
 from .config import load_vault
-from .errors import (  # noqa: F401 (EXIT_*: re-exported, image.EXIT_OK etc. keep working)
-    EXIT_FAILED,
-    EXIT_LOCKED,
-    EXIT_OK,
-    EXIT_POST_FAILED,
-    EXIT_USAGE,
-    ConfigError,
-    DervishError,
-    ImageError,
-)
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_POST_FAILED, ConfigError, DervishError, ImageError
 from .expire_rules import choose_expire
 from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
-from .errors import DervishError, LockedError
-from .image import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, ImageOptions, make_image
+from .errors import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, DervishError, LockedError
+from .image import ImageOptions, make_image
 
 MAX_EXIT = 100
 
