@@ -201,7 +201,9 @@ def cmd_locate(args, master, con: _Console) -> int:
     vault, dummy, branch = args.vault.partition(":")
     result = locate(find_vault_dir(master, vault), args.pattern, branch or None)
     sys.stdout.write(render(result))
-    return EXIT_OK
+    for problem in result.problems:
+        con.error(problem)
+    return EXIT_FAILED if result.problems else EXIT_OK
 
 
 def cmd_status(args, master, con: _Console) -> int:

@@ -46,6 +46,7 @@ class LocateResult:
     image_count: int = 0
     matches: Dict[str, List[Hit]] = field(default_factory=dict)
     interrupted: bool = False
+    problems: List[str] = field(default_factory=list)  # indexes that could not be read, one line each
 
 
 def full_pattern(pattern: str) -> str:
@@ -82,6 +83,17 @@ def _open_index(image_dir: Path):
     return None
 
 
+def _search_index(fh, rx, image_name: str, result: LocateResult) -> None:
+    for raw in fh:
+        line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+        m = _LINE_RE.match(line)
+        if not m or m.group(3)[:1] in ("d", "l"):
+            continue
+        path = m.group(9)
+        if rx.search(path):
+            result.matches.setdefault(path, []).append(Hit(image_name, m.group(1), m.group(8)))
+
+
 def locate(vault_dir, pattern: str, branch: Optional[str] = None) -> LocateResult:
     try:
         rx = re.compile(full_pattern(pattern))
@@ -93,16 +105,11 @@ def locate(vault_dir, pattern: str, branch: Optional[str] = None) -> LocateResul
         if fh is None:
             continue
         result.image_count += 1
-        with fh:
-            for raw in fh:
-                line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-                m = _LINE_RE.match(line)
-                if not m or m.group(3)[:1] in ("d", "l"):
-                    continue
-                path = m.group(9)
-                if not rx.search(path):
-                    continue
-                result.matches.setdefault(path, []).append(Hit(image.name, m.group(1), m.group(8)))
+        try:
+            with fh:
+                _search_index(fh, rx, image.name, result)
+        except (OSError, EOFError) as exc:  # a damaged index.gz: say which, search the other images
+            result.problems.append(f"index of image {image.path} cannot be read ({exc}); image skipped")
         if len(result.matches) >= KILL_PATHS:
             result.interrupted = True
             break

@@ -75,3 +75,15 @@ def test_wrapping_and_too_vague(tmp_path):
     vague = locate.render(locate.locate(v, "many"))
     assert vague.splitlines()[:2] == ["100 matches in 6 images", "Pattern 'many' too vague, listing paths only."]
     assert "/s/many0\n/s/many1\n" in vague
+
+
+def test_a_damaged_index_is_named_and_the_other_images_are_searched(tmp_path):
+    v = tmp_path / "v"
+    (v / "dirvish").mkdir(parents=True)
+    make(v, "good", [line(1, "/src/a.txt")], done="2026-11-24 10:00:00", fmt="gzip")
+    make(v, "cut", [line(1, "/src/a.txt")], done="2026-11-25 10:00:00", fmt="gzip")
+    data = (v / "cut" / "index.gz").read_bytes()
+    (v / "cut" / "index.gz").write_bytes(data[: len(data) // 2])
+    result = locate.locate(v, "a.txt")
+    assert [h.image for h in result.matches["/src/a.txt"]] == ["good"]
+    assert len(result.problems) == 1 and str(v / "cut") in result.problems[0]
