@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Dict, Optional
 
-HOOKS = ("pre-server", "pre-client", "post-client", "post-server")
-
 
 @dataclass
 class HookContext:

@@ -29,7 +29,7 @@ from . import hist, lock, rsync
 from .config import load_vault
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_POST_FAILED, ConfigError, DervishError, ImageError
 from .expire_rules import choose_expire
-from .summary import Summary, parse_summary, render_head, render_tail, status_is_good
+from .summary import Summary, hook_failure_line, parse_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time
 
 if TYPE_CHECKING:
@@ -338,8 +338,8 @@ class ImageRun:
                 ctx = ctx or self.hook_context()
                 code = hooks.run_hook(name, command, ctx, log)
                 if code:
-                    failures.append(f"{name} failed ({code})")
-                    status = f"error -- {name} failed ({code})"
+                    failures.append(hook_failure_line(name, code))
+                    status = f"error -- {failures[-1]}"
                     break
             if status is None:
                 outcome = self._rsync(argv, log)
@@ -360,7 +360,7 @@ class ImageRun:
                 ctx = ctx or self.hook_context()
                 code = hooks.run_hook(name, command, ctx, log, status=hook_status)
                 if code:
-                    failures.append(f"{name} failed ({code})")
+                    failures.append(hook_failure_line(name, code))
         summary.hook_failures = failures
         summary.backup_complete = datetime.now().strftime(TIME_FORMAT)
         summary.status = status
@@ -434,10 +434,10 @@ class ImageRun:
             for name in AFTER_RSYNC_MODULES:  # rsync's output waits in the pipe meanwhile
                 importlib.import_module(name, __package__)
             write = log.write
+            keep = rsync.keep_log_line
             for line in proc.stdout:
-                if line.endswith(b"/\n") or b" -> " in line or b" => " in line:
-                    continue
-                write(line)
+                if keep(line):
+                    write(line)
             proc.stdout.close()
             code = proc.wait()
             errfh.seek(0)

@@ -202,12 +202,13 @@ def build_command(cfg, image_dir, source: str, ref_tree=None, remote: bool = Fal
     return argv
 
 
-def keep_log_line(line: str) -> bool:
-    """Dirvish's log filter: drop directory lines (ending in ``/``) and link lines."""
-    body = line.rstrip("\n")
-    if body.endswith("/"):
+def keep_log_line(line: bytes) -> bool:
+    """Dirvish's log filter for one line of rsync's output: drop directory lines (ending in ``/``)
+    and link lines. Bytes, as rsync writes them: file names need not be UTF-8."""
+    body = line.rstrip(b"\n")
+    if body.endswith(b"/"):
         return False
-    return " -> " not in body and " => " not in body
+    return b" -> " not in body and b" => " not in body
 
 
 def execution_header(cycle: int) -> str:

@@ -81,10 +81,10 @@ def test_classify_counts_results():
 
 
 def test_log_filter_and_cycle_header():
-    assert not rsync.keep_log_line("dir/sub/\n")
-    assert not rsync.keep_log_line("link -> target\n")
-    assert not rsync.keep_log_line("hard => other\n")
-    assert rsync.keep_log_line("dir/file.txt\n")
+    assert not rsync.keep_log_line(b"dir/sub/\n")
+    assert not rsync.keep_log_line(b"link -> target\n")
+    assert not rsync.keep_log_line(b"hard => other\n")
+    assert rsync.keep_log_line(b"dir/file.txt\n")
     assert rsync.execution_header(2) == "\n\n*** Execution cycle 2 ***\n\n"
 
 
