@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from .config import find_vault_dir, load_master, load_vault
+from .config import check_jobs, find_vault_dir, load_master, load_vault
 from .errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ConfigError, DervishError, LockedError
 from .rsync import MAX_ATTEMPTS
 
@@ -42,6 +42,13 @@ rsync exit 0 = success, 24 = warning (good image); 1-5, 124-127 or a fatal stder
 left on device, Connection refused, ...) = fatal error; any other code = error, retried up to {MAX_ATTEMPTS}
 executions in the same image directory.
 """
+
+
+def _jobs(text: str) -> int:
+    try:
+        return check_jobs(text)
+    except ConfigError as exc:  # argparse turns this into its usage error (exit 2)
+        raise argparse.ArgumentTypeError(exc.message.replace("Runall-jobs", "--jobs")) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runall", parents=[common], help="image every Runall: entry of the master configuration",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="exit code: number of failed entries (max 100)")
-    p.add_argument("--jobs", "-j", type=int, metavar="N", help="vaults in parallel (default Runall-jobs: or 1)")
+    p.add_argument("--jobs", "-j", type=_jobs, metavar="N",
+                   help="vaults in parallel, N >= 1 (default Runall-jobs: or 1)")
     p.add_argument("--dry-run", "--no-run", action="store_true", help="only print what would run")
 
     p = sub.add_parser("expire", parents=[common],

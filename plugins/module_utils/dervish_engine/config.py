@@ -146,6 +146,45 @@ def _parse_bool(key: str, value: str) -> bool:
     raise ConfigError(f"invalid boolean for {key}: {value!r} (use SET/UNSET or 1/0)")
 
 
+NAME_RULE = "no '/', whitespace or control characters, not starting with '-' or '#', not '.' or '..'"
+
+
+def _check_name(what: str, name: str, colon: bool = False) -> None:
+    """One rule for vault, branch, reference and image names: each is a directory or file name and a
+    field of tab-separated lines (``<branch>.hist``, Dirvish's locate output) where a line starting
+    with ``#`` is a comment. ``colon`` allows ':' (image names: ``%H:%M``; only vault:branch splits)."""
+    if (not name or name in (".", "..") or "/" in name or (":" in name and not colon)
+            or name.startswith(("-", "#")) or any(c.isspace() or not c.isprintable() for c in name)):
+        rule = NAME_RULE if colon else NAME_RULE.replace("no '/'", "no '/' or ':'")
+        raise ConfigError(f"invalid {what} name {name!r} (expected {rule})")
+
+
+def check_image_name(name: str, pattern: Optional[str] = None, key: str = "image") -> str:
+    """An image name (made from ``pattern`` when given): the rule of ``_check_name``, and not ``dirvish``."""
+    try:
+        _check_name("image", name, colon=True)
+        if name == "dirvish":
+            raise ConfigError("invalid image name 'dirvish' (the vault's own configuration directory)")
+    except ConfigError as exc:
+        if pattern is not None and pattern != name:
+            raise ConfigError(f"{exc.message}; made by the {key}: pattern {pattern!r}") from None
+        raise
+    return name
+
+
+def _check_image_pattern(key: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        check_image_name(datetime.now().strftime(value), value, key)
+        return value
+
+    return check
+
+
+def check_jobs(value: str) -> int:
+    """``Runall-jobs:`` and ``runall --jobs``: a whole number >= 1."""
+    return _check_int("Runall-jobs", 1)(str(value).strip())
+
+
 SCALAR_CHECKS: Dict[str, Callable[[str], object]] = {
     "image-perm": _check_octal,
     "meta-perm": _check_octal,
@@ -159,6 +198,8 @@ SCALAR_CHECKS: Dict[str, Callable[[str], object]] = {
     "expire": _check_expire,
     "expire-default": _check_expire,
     "tree": _check_tree,
+    "image": _check_image_pattern("image"),
+    "image-default": _check_image_pattern("image-default"),
 }
 
 # ------------------------------------------------------------------------------------------ dataclasses
@@ -292,12 +333,6 @@ def _check_rsync_options(values: Dict[str, object]) -> None:
             file, dummy, line = origin.rpartition(":")
             raise ConfigError(f"rsync-option {name} is not allowed: it would write into files that earlier "
                               "images share through hard links", file, int(line) if line.isdigit() else None)
-
-
-def _check_name(what: str, name: str) -> None:
-    if (not name or name in (".", "..") or "/" in name or ":" in name or name.startswith("-")
-            or any(c.isspace() for c in name)):
-        raise ConfigError(f"invalid {what} name {name!r}")
 
 
 def _known_keys() -> List[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from . import hist, lock, rsync
-from .config import load_vault
+from .config import check_image_name, load_vault
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_POST_FAILED, ConfigError, DervishError, ImageError
 from .expire_rules import choose_expire
 from .summary import Summary, hook_failure_line, parse_summary, render_head, render_tail, status_is_good
@@ -214,9 +214,7 @@ class ImageRun:
                               "remove it (images are created under their final name)")
         self.image_time = parse_image_time(self.cfg.image_time, self.now) if self.cfg.image_time else self.now
         pattern = self.cfg.image or self.cfg.image_default or "%Y%m%d%H%M%S"
-        self.name = self.image_time.strftime(pattern)
-        if not self.name or "/" in self.name or self.name in (".", "..", "dirvish"):
-            raise ImageError(f"invalid image name {self.name!r} (from {pattern!r})")
+        self.name = check_image_name(self.image_time.strftime(pattern), pattern)
         self.vault_dir = Path(self.cfg.vault_dir)
         self.image_dir = self.vault_dir / self.name
         self.server = _server_name()
