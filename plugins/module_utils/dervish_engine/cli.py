@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import List, Optional
 
 from .config import check_jobs, find_vault_dir, load_master, load_vault
-from .errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ConfigError, DervishError, LockedError
+from .errors import (
+    BANK_STATES,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    DervishError,
+    LockedError,
+    os_error_text,
+)
 from .rsync import MAX_ATTEMPTS
 
 try:
@@ -153,10 +163,7 @@ def cmd_image(args, master, con: _Console) -> int:
     opts = ImageOptions(init=args.init, image=args.image, image_time=args.image_time, expire=args.expire,
                         reference=args.reference, dry_run=args.dry_run)
 
-    def report(message: str) -> None:
-        (con.progress if "rsync attempt" in message else con.note)(message)
-
-    result = make_image(master, args.vault, None, opts, report=report, stdout=sys.stdout)
+    result = make_image(master, args.vault, None, opts, report=con.note, stdout=sys.stdout, progress=con.progress)
     if args.dry_run:
         return EXIT_OK
     label = f"{result.vault}:{result.branch} image {result.image}"
@@ -176,7 +183,7 @@ def cmd_runall(args, master, con: _Console) -> int:
     from .runall import run_all
 
     return run_all(master, jobs=args.jobs, dry_run=args.dry_run, out=con.say if not args.dry_run else _stdout_line,
-                   report=con.note)
+                   report=con.note, progress=con.progress)
 
 
 def cmd_expire(args, master, con: _Console) -> int:
@@ -312,9 +319,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into e.g. head: a reader that stopped early is not an error
         return EXIT_OK
-    except OSError as exc:  # e.g. a read-only or full bank: one line, no traceback
-        con.error(str(exc))
-        return EXIT_FAILED
+    except OSError as exc:  # one line, no traceback; a bank that cannot be written is "not started" (2)
+        con.error(os_error_text(exc))
+        return EXIT_USAGE if exc.errno in BANK_STATES else EXIT_FAILED
     except KeyboardInterrupt:
         con.error("interrupted")
         return 130

@@ -10,16 +10,26 @@ Rules: a run never modifies or deletes an earlier image; a failed image keeps it
 Only when the bank's filesystem is full is the failed image's own partial tree removed, as Dirvish
 does, so that a full bank does not stay full and block every later run.
 A vault without any image (no hist, no reference) is initialised automatically (full copy).
+
+A bank that cannot take the image (read-only, full, failing) before rsync starts is a ``BankError``:
+what this run created is removed again, nothing else is touched. rsync's stderr is read through a
+pipe, never a file on the bank, so a full bank is recognised as full. rsync runs in its own process
+group and dies with the engine (parent-death signal); the run after a killed one first stops any
+process of the killed run still writing into its image.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import shlex
+import signal
 import socket
 import subprocess
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +37,18 @@ from typing import TYPE_CHECKING, Callable, List, Optional
 
 from . import hist, lock, rsync
 from .config import check_image_name, load_vault
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_POST_FAILED, ConfigError, DervishError, ImageError
+from .errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_POST_FAILED,
+    FULL_ERRNOS,
+    BankError,
+    ConfigError,
+    DervishError,
+    ImageError,
+    LockedError,
+    os_error_text,
+)
 from .expire_rules import choose_expire
 from .summary import Summary, hook_failure_line, parse_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time
@@ -74,6 +95,43 @@ class ImageResult:
     status: str
     exit_code: int
     problems: List[str] = field(default_factory=list)
+    bank_full: bool = False  # the bank's filesystem filled up: later images into it would fail too
+
+
+class Interrupted(BaseException):
+    """A run stopped from outside its thread (``runall`` on SIGTERM/SIGINT); ``str()`` is the signal."""
+
+
+class RunControl:
+    """Lets ``runall``'s main thread stop the images its worker threads are making.
+
+    A signal is delivered to the main thread only; ``stop()`` terminates every registered run's rsync
+    (its process group), and each run then unwinds with ``Interrupted`` and marks its image.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs: set = set()
+        self.reason: Optional[str] = None
+
+    def register(self, run: ImageRun) -> None:
+        with self._lock:
+            self._runs.add(run)
+
+    def unregister(self, run: ImageRun) -> None:
+        with self._lock:
+            self._runs.discard(run)
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            self.reason = self.reason or reason
+            runs = list(self._runs)
+        for run in runs:
+            run.stop_child()
+
+    def check(self) -> None:
+        if self.reason:
+            raise Interrupted(self.reason)
 
     @property
     def good(self) -> bool:
@@ -136,6 +194,7 @@ def recover_interrupted(stale: lock.LockInfo, report: Callable[[str], None], vau
     if image_dir.parent.resolve() != Path(vault_dir).resolve() or image_dir.name in ("", "dirvish"):
         report(f"stale lock names {image_dir}, which is not an image of {vault_dir}: left alone")
         return
+    stop_leftover_writers(image_dir, report)
     summary_file = image_dir / "summary"
     if not summary_file.is_file():
         return
@@ -151,6 +210,115 @@ def recover_interrupted(stale: lock.LockInfo, report: Callable[[str], None], vau
     for name in TEMP_FILES:
         with contextlib.suppress(FileNotFoundError):
             (image_dir / name).unlink()
+
+
+def writers_of(image_dir: Path) -> List[int]:
+    """PIDs of processes whose arguments name ``<image>/tree`` (the rsync destination): the rsync of a
+    run, and any wrapper around it."""
+    target = os.fsencode(str(Path(image_dir) / "tree"))
+    pids = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return pids
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if any(arg == target or arg.endswith(b"=" + target) for arg in args):
+            pids.append(int(entry))
+    return pids
+
+
+def stop_leftover_writers(image_dir: Path, report: Callable[[str], None], grace: float = 10.0) -> None:
+    """Stop what a killed run left writing into its image, before anything else happens in the vault.
+
+    Raises LockedError when they will not die: the vault must not get a second writer.
+    """
+    pids = writers_of(image_dir)
+    if not pids:
+        return
+    report("processes of the killed run still write into {}: stopping PID {}".format(
+        image_dir, ", ".join(map(str, pids))))
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            pids = [pid for pid in pids if _alive(pid)]
+            if not pids:
+                return
+            time.sleep(0.05)
+    raise LockedError("processes {} of a killed run still write into {} and do not stop; not started".format(
+        ", ".join(map(str, pids)), image_dir))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup_for(parent: int):
+    """``preexec_fn`` for rsync: it gets SIGTERM when the engine dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):  # not Linux: the next run's cleanup still applies
+        return None
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the engine died before prctl took effect
+            os._exit(143)
+
+    return setup
+
+
+class _Log:
+    """The image's log on the bank. A full bank must not turn a log line into a crash: the first
+    write error is kept (``error``) and later writes are dropped."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.error: Optional[OSError] = None
+
+    def write(self, data: bytes) -> None:
+        if self.error is None:
+            try:
+                self.fh.write(data)
+            except OSError as exc:
+                self.error = exc
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.fh.flush()
+            except OSError as exc:
+                self.error = exc
+
+    def fileno(self) -> int:
+        return self.fh.fileno()
+
+    def close(self) -> None:
+        try:
+            self.fh.close()
+        except OSError as exc:
+            self.error = self.error or exc
+            with contextlib.suppress(OSError):
+                self.fh.close()
 
 
 def _octal(text, default: int) -> int:
@@ -188,11 +356,15 @@ class ImageRun:
     """One image run; ``run()`` returns an ImageResult. Pre-start problems raise DervishError."""
 
     def __init__(self, master, vault: str, branch: Optional[str] = None, options: Optional[ImageOptions] = None,
-                 report: Callable[[str], None] = _noop, now: Optional[datetime] = None, stdout=None):
+                 report: Callable[[str], None] = _noop, now: Optional[datetime] = None, stdout=None,
+                 progress: Optional[Callable[[str], None]] = None, control: Optional[RunControl] = None):
         self.master = master
         self.vault = vault
         self.options = options or ImageOptions()
         self.report = report
+        self.progress = progress or _noop  # per-attempt lines: for a terminal, not for cron mail
+        self.control = control
+        self._stop_lock = threading.Lock()
         self.now = now or datetime.now()
         self.stdout = stdout
         self._child = None
@@ -273,7 +445,38 @@ class ImageRun:
             server=self.server, client=self.cfg.client, src=self.cfg.tree,
             dest=str(self.image_dir / "tree"), image=f"{self.cfg.vault}:{self.branch}:{self.name}",
             exclude=str(self.image_dir / "exclude") if self.cfg.excludes else "",
-            rsh=self.cfg.rsh or "ssh", local_client=self.local, image_time=self.image_time)
+            rsh=rsync.bounded_rsh(self.cfg.rsh or "ssh", self.cfg.rsync_timeout), local_client=self.local,
+            image_time=self.image_time)
+
+    def check_local_tree(self) -> None:
+        """A local tree can be checked before anything is created (a remote one only by rsync)."""
+        tree = self.cfg.tree
+        if not self.local or tree.startswith(":"):
+            return
+        path = Path(tree)
+        if not path.exists():
+            raise ConfigError(f"vault {self.cfg.vault}: tree {tree} does not exist on this machine "
+                              f"(client {self.cfg.client} is local)")
+        if not path.is_dir():
+            raise ConfigError(f"vault {self.cfg.vault}: tree {tree} is not a directory")
+
+    def _take_free_name(self) -> None:
+        """Branches of one vault share its directory: when the image name made from the pattern is an
+        image of another branch (``runall`` of ``v`` and ``v:weekly`` in the same second, or a daily
+        pattern), this branch's image is ``<name>-<branch>``. A name given with ``--image`` is not changed."""
+        if self.options.image is not None or not self.image_dir.exists():
+            return
+        try:
+            other = parse_summary((self.image_dir / "summary").read_text(encoding="utf-8",
+                                                                         errors="surrogateescape")).branch
+        except (OSError, DervishError):
+            return
+        if not other or other == self.branch:
+            return
+        name = check_image_name(f"{self.name}-{self.branch}")
+        self.report(f"image {self.name} belongs to branch {other}: this image is {name}")
+        self.name = name
+        self.image_dir = self.vault_dir / name
 
     # ---------------------------------------------------------------- main
     def dry_run(self) -> ImageResult:
@@ -286,14 +489,32 @@ class ImageRun:
         return ImageResult(self.cfg.vault, self.branch, self.name, None, "dry-run", EXIT_OK)
 
     def run(self) -> ImageResult:
+        self.check_local_tree()
         if self.options.dry_run:
             return self.dry_run()
+        self._take_free_name()
         if self.image_dir.exists():
             raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}")
-        stale = lock.acquire(self.vault_dir, self.cfg.vault, self.image_dir, self.now)
+        if self.control is None:
+            return self._run()
+        self.control.check()
+        self.control.register(self)
+        try:
+            return self._run()
+        finally:
+            self.control.unregister(self)
+
+    def _run(self) -> ImageResult:
+        try:
+            stale = lock.acquire(self.vault_dir, self.cfg.vault, self.image_dir, self.now)
+        except OSError as exc:
+            raise BankError(self.cfg.bank, exc, f"take the lock of vault {self.cfg.vault}") from None
         try:
             if stale is not None:
-                recover_interrupted(stale, self.report, self.vault_dir)
+                try:
+                    recover_interrupted(stale, self.report, self.vault_dir)
+                except OSError as exc:
+                    raise BankError(self.cfg.bank, exc, "mark the image of a killed run") from None
             if self.image_dir.exists():
                 raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}")
             ref = find_reference(self.vault_dir, self.branch, self.cfg.reference,
@@ -305,24 +526,41 @@ class ImageRun:
                 self._abort(exc)
                 raise
         finally:
-            lock.release(self.vault_dir)
+            with contextlib.suppress(OSError):  # a bank gone read-only meanwhile: the lock is stale later
+                lock.release(self.vault_dir)
+
+    def _create(self, ref: Reference, argv: List[str]):
+        """Image directory, tree, summary head, exclude file and log; on a bank that cannot take them,
+        everything this created is removed again (it holds nothing else) and BankError is raised."""
+        image_dir = self.image_dir
+        try:
+            image_dir.mkdir(mode=0o700)
+            self._created = True
+            os.chmod(str(image_dir), 0o700)
+            (image_dir / "tree").mkdir()
+            summary = self.make_summary(ref, argv, datetime.now())
+            (image_dir / "summary").write_text(render_head(summary), encoding="utf-8", errors="surrogateescape")
+            (image_dir / "exclude").write_text("".join(f"{e}\n" for e in self.cfg.excludes or ()), encoding="utf-8")
+            log = _Log(open(str(image_dir / "log"), "ab"))  # noqa: SIM115 - closed by _run_locked
+        except OSError as exc:
+            if self._created:
+                import shutil
+
+                shutil.rmtree(str(image_dir), ignore_errors=True)
+                self._created = False
+            raise BankError(self.cfg.bank, exc, f"create image {self.name} of vault {self.cfg.vault}") from None
+        return summary, log
 
     def _run_locked(self, ref: Reference) -> ImageResult:
         image_dir = self.image_dir
-        image_dir.mkdir(mode=0o700)
-        self._created = True
-        os.chmod(str(image_dir), 0o700)
-        (image_dir / "tree").mkdir()
         argv = self.command(ref)
-        summary = self.make_summary(ref, argv, datetime.now())
-        (image_dir / "summary").write_text(render_head(summary), encoding="utf-8", errors="surrogateescape")
-        (image_dir / "exclude").write_text("".join(f"{e}\n" for e in self.cfg.excludes or ()), encoding="utf-8")
+        summary, log = self._create(ref, argv)
         problems: List[str] = []
         failures: List[str] = []
         ctx = None
         outcome = None
         status = None
-        with open(str(image_dir / "log"), "ab") as log:
+        try:
             if ref.auto_init:
                 msg = f"no good image of branch {self.branch}: initialising vault {self.cfg.vault} (full copy)"
                 log.write((f"NOTE: {msg}\n").encode())
@@ -342,8 +580,6 @@ class ImageRun:
             if status is None:
                 outcome = self._rsync(argv, log)
                 status = outcome.status
-                if outcome.message == rsync.FILESYSTEM_FULL:
-                    self._drop_partial_tree(log)
                 hook_status = outcome.hook_status
                 post = ("post-client", "post-server")
             else:
@@ -359,18 +595,43 @@ class ImageRun:
                 code = hooks.run_hook(name, command, ctx, log, status=hook_status)
                 if code:
                     failures.append(hook_failure_line(name, code))
+        finally:
+            log.close()
+        write_errors = [log.error] if log.error is not None else []
+        if log.error is not None:
+            problems.append(f"the log is incomplete ({os_error_text(log.error)})")
         summary.hook_failures = failures
         summary.backup_complete = datetime.now().strftime(TIME_FORMAT)
         summary.status = status
-        with open(str(image_dir / "summary"), "a", encoding="utf-8", errors="surrogateescape") as fh:
-            fh.write(render_tail(summary))
-        self._remove_temp()
         good = status_is_good(status)
+        try:
+            with open(str(image_dir / "summary"), "a", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(render_tail(summary))
+        except OSError as exc:
+            write_errors.append(exc)
+            problems.append(f"cannot write the summary's Status ({os_error_text(exc)}): the image is not marked "
+                            "and is never a reference")
+            good = False
+        self._remove_temp()
         exit_code = EXIT_OK
         if good:
-            hist.append(hist.hist_path(self.vault_dir, self.branch), self.name, datetime.now(), ref.label,
-                        summary.expire or "Never")
-            _compress_log(image_dir, self.cfg.log)
+            hist_file = hist.hist_path(self.vault_dir, self.branch)
+            try:
+                hist.append(hist_file, self.name, datetime.now(), ref.label, summary.expire or "Never")
+            except OSError as exc:
+                write_errors.append(exc)
+                problems.append(f"cannot record the image in {hist_file} ({os_error_text(exc)}): "
+                                "it is not used as a reference")
+                exit_code = EXIT_FAILED
+            try:
+                _compress_log(image_dir, self.cfg.log)
+            except OSError as exc:
+                write_errors.append(exc)
+                problems.append(f"log compression failed ({os_error_text(exc)}): the log is kept uncompressed")
+                for name in ("log.gz", "log.bz2"):
+                    if (image_dir / "log").exists():
+                        with contextlib.suppress(OSError):
+                            (image_dir / name).unlink()
             if self.cfg.index and self.cfg.index not in ("none", "no"):
                 from . import index
 
@@ -380,36 +641,50 @@ class ImageRun:
                     problems.append(f"index failed: {exc}")
             self._chmod_meta()
             os.chmod(str(image_dir), _octal(self.cfg.image_perm, 0o755))
-            if failures or problems:
+            if (failures or problems) and exit_code == EXIT_OK:
                 exit_code = EXIT_POST_FAILED
         else:
             self._chmod_meta()
             exit_code = EXIT_FAILED
+        full = (outcome is not None and outcome.message == rsync.FILESYSTEM_FULL) or any(
+            exc.errno in FULL_ERRNOS for exc in write_errors)
         problems = failures + problems
-        return ImageResult(self.cfg.vault, self.branch, self.name, image_dir, status, exit_code, problems)
+        return ImageResult(self.cfg.vault, self.branch, self.name, image_dir, status, exit_code, problems, full)
 
     def _rsync(self, argv: List[str], log) -> rsync.RsyncOutcome:
         log.write((f"ACTION: {shlex.join(argv)}\n").encode("utf-8", "surrogateescape"))
         log.flush()
         env = dict(os.environ)
         if not self.local and self.cfg.rsh:
-            env["RSYNC_RSH"] = self.cfg.rsh
+            env["RSYNC_RSH"] = rsync.bounded_rsh(self.cfg.rsh, self.cfg.rsync_timeout)
         if self.cfg.excludes:
             env["DIRVISH_EXCLUDE"] = str(self.image_dir / "exclude")
         outcome = None
         for cycle in range(rsync.MAX_ATTEMPTS):
-            self.report(f"{self.cfg.vault}:{self.branch}: rsync attempt {cycle + 1}")
+            if self.control is not None:
+                self.control.check()
+            self.progress(f"{self.cfg.vault}:{self.branch}: rsync attempt {cycle + 1}")
             code, err_lines = self._run_rsync_once(argv, env, log)
-            if err_lines:
-                with open(str(self.image_dir / "rsync_error"), "a", encoding="utf-8", errors="surrogateescape") as fh:
-                    fh.write(rsync.execution_header(cycle))
-                    fh.write("".join(line + "\n" for line in err_lines))
+            if self.control is not None:
+                self.control.check()
             outcome = rsync.classify(code, err_lines)
+            if outcome.message == rsync.FILESYSTEM_FULL:
+                self._drop_partial_tree(log)  # first: the lines below need some of the space it frees
+            if err_lines:
+                self._save_errors(cycle, err_lines)
             if outcome.warnings or outcome.errors:
                 log.write(b"RESULTS: warnings = %d, errors = %d\n" % (outcome.warnings, outcome.errors))
             if not outcome.retry:
                 break
         return outcome
+
+    def _save_errors(self, cycle: int, err_lines: List[str]) -> None:
+        try:
+            with open(str(self.image_dir / "rsync_error"), "a", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(rsync.execution_header(cycle))
+                fh.write("".join(line + "\n" for line in err_lines))
+        except OSError as exc:
+            self.report(f"{self.cfg.vault}:{self.branch}: cannot write rsync_error ({os_error_text(exc)})")
 
     def _drop_partial_tree(self, log) -> None:
         """A full bank: this run's partial tree goes (it is never a reference), so the space it took
@@ -421,40 +696,55 @@ class ImageRun:
         self.report(f"{self.cfg.vault}:{self.branch}: bank full, partial tree of image {self.name} removed")
 
     def _run_rsync_once(self, argv: List[str], env, log):
-        errpath = self.image_dir / "rsync_error.tmp"
-        with open(str(errpath), "w+b") as errfh:
-            try:
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errfh, stdin=subprocess.DEVNULL,
-                                        env=env)
-                self._child = proc
-            except OSError as exc:
-                return 127, [f"dervish: cannot run {argv[0]}: {exc}"]
-            for name in AFTER_RSYNC_MODULES:  # rsync's output waits in the pipe meanwhile
-                importlib.import_module(name, __package__)
-            write = log.write
-            keep = rsync.keep_log_line
-            for line in proc.stdout:
-                if keep(line):
-                    write(line)
-            proc.stdout.close()
-            code = proc.wait()
-            errfh.seek(0)
-            err = errfh.read().decode("utf-8", "surrogateescape")
-        errpath.unlink()
+        try:
+            # own process group: a stop reaches a wrapper's rsync too; and rsync dies with the engine
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True, preexec_fn=_child_setup_for(os.getpid()))
+        except OSError as exc:
+            hint = " (the rsync command line is longer than the kernel allows: an over-long rsync-option?)" \
+                if exc.errno == errno.E2BIG else ""
+            return (127 if exc.errno == errno.ENOENT else 126), [
+                f"dervish: cannot run {argv[0]}: {exc.strerror or exc}{hint}"]
+        with self._stop_lock:
+            self._child = proc
+        if self.control is not None and self.control.reason:
+            self.stop_child()
+        errors = rsync.ErrorCollector(proc.stderr)
+        reader = threading.Thread(target=errors.run, name="rsync-stderr", daemon=True)
+        reader.start()
+        for name in AFTER_RSYNC_MODULES:  # rsync's output waits in the pipe meanwhile
+            importlib.import_module(name, __package__)
+        write = log.write
+        keep = rsync.keep_log_line
+        for line in proc.stdout:
+            if keep(line):
+                write(line)
+        proc.stdout.close()
+        code = proc.wait()
+        reader.join()
         log.flush()
         if code < 0:
             code = 128 - code
-        return code, err.splitlines()
+        return code, errors.result()
+
+    def stop_child(self, sig: int = signal.SIGTERM) -> None:
+        """Signal rsync's process group (a wrapper script and its rsync alike)."""
+        with self._stop_lock:
+            child = self._child
+            if child is None or child.returncode is not None:
+                return
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, sig)
 
     def _abort(self, exc: BaseException) -> None:
         """The run died (signal, internal error): stop rsync, mark the image, keep everything else."""
         child = self._child
         if child is not None and child.poll() is None:
-            child.terminate()
+            self.stop_child()
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                child.kill()
+                self.stop_child(signal.SIGKILL)
                 child.wait()
         if not self._created:
             return
@@ -491,6 +781,7 @@ class ImageRun:
 
 
 def make_image(master, vault: str, branch: Optional[str] = None, options: Optional[ImageOptions] = None,
-               report: Callable[[str], None] = _noop, stdout=None) -> ImageResult:
+               report: Callable[[str], None] = _noop, stdout=None, progress: Optional[Callable[[str], None]] = None,
+               control: Optional[RunControl] = None) -> ImageResult:
     """Create one image (see the module docstring); raises DervishError before anything is created."""
-    return ImageRun(master, vault, branch, options, report, stdout=stdout).run()
+    return ImageRun(master, vault, branch, options, report, stdout=stdout, progress=progress, control=control).run()

@@ -127,11 +127,12 @@ def test_config_after_the_subcommand(master, capsys):
 
 
 def test_os_error_is_one_line(master, capsys):
-    # the lock's flock file is a directory: open() fails with an OSError -> one line, exit 1
+    # the lock's flock file is a directory: open() fails with an OSError -> one line, exit 2 (not started)
     (master.parent / "bank" / "good" / "dirvish" / "lock_file.flock").mkdir()
-    assert cli.main(["--config", str(master), "image", "good", "--image", "x"]) == 1
+    assert cli.main(["--config", str(master), "image", "good", "--image", "x"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dervish: [Errno 21] Is a directory") and len(err.strip().splitlines()) == 1
+    assert err.startswith("dervish: bank ") and "lock_file.flock: Is a directory" in err
+    assert "[Errno" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_broken_pipe_is_quiet_exit_0(master, capsys, monkeypatch):

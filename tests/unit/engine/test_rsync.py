@@ -32,7 +32,8 @@ def test_every_option_in_documented_order():
     argv = rsync.build_command(c, "/b/v/i", "host:/src/", None, remote=True)
     assert argv == ["/usr/local/bin/rsync", "-vrltH", "--delete", "-pgo", "-D", "-A", "-X", "--numeric-ids",
                     "--stats", "--timeout=30", "-c", "-S", "-W", "-x", "-z", "--bwlimit=250",
-                    "--password-file=/etc/pw", "--rsync-path=sudo rsync", "-e", "ssh -p 2222",
+                    "--password-file=/etc/pw", "--rsync-path=sudo rsync", "-e",
+                    "ssh -o ConnectTimeout=30 -o ServerAliveInterval=10 -o ServerAliveCountMax=3 -p 2222",
                     "--one-file-system", "--hard-links", "--exclude-from=/b/v/i/exclude", "host:/src/",
                     "/b/v/i/tree"]
 
@@ -52,7 +53,8 @@ def test_daemon_source_gets_no_rsh():
     (0, [], "success", "success", False),
     (24, ["file has vanished: \"/x\""], "warning", "warning (24) -- file vanished on sender", False),
     (23, [], "error", "error (23) -- partial transfer", True),
-    (30, [], "error", "error (30) -- timeout in data send/receive", True),
+    (30, [], "fatal", "fatal error (30) -- timeout in data send/receive", False),
+    (35, [], "fatal", "fatal error (35) -- timeout waiting for daemon connection", False),
     (20, [], "error", "error (20) -- status returned when sent SIGUSR1, SIGINT", True),
     (12, [], "error", "error (12) -- error in rsync protocol data stream", True),
     (1, [], "fatal", "fatal error (1) -- syntax or usage error", False),
