@@ -7,10 +7,9 @@ import signal
 import sys
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import List, Optional
 
-from .config import check_jobs, find_vault_dir, load_master, load_vault
+from .config import check_jobs, check_local_tree, find_vault_dir, load_master, load_vault
 from .errors import (
     BANK_STATES,
     EXIT_FAILED,
@@ -271,8 +270,10 @@ def cmd_check(args, master, con: _Console) -> int:
             except DervishError as exc:
                 errors.append(f"{vault_dir.name}:{branch}: {exc}")
                 continue
-            if cfg.is_local() and not cfg.tree.startswith(":") and not Path(cfg.tree).is_dir():
-                errors.append(f"{vault_dir.name}:{branch}: tree {cfg.tree} does not exist on this (local) client")
+            try:
+                check_local_tree(cfg.client, cfg.tree)
+            except ConfigError as exc:
+                errors.append(f"{vault_dir.name}:{branch}: {exc.message}")
     for entry in master.runall:
         if entry.vault not in names and not any((b / entry.vault).is_dir() for b in master.banks):
             errors.append(f"{entry.source or master.path}: Runall entry {entry.vault}: vault not found in any bank")

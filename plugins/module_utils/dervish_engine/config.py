@@ -133,8 +133,27 @@ def split_tree(spec: str) -> Tuple[str, Optional[str]]:
 
 
 def _check_tree(value: str) -> str:
-    split_tree(value)
+    path, _alias = split_tree(value)
+    # a relative tree would be resolved against whatever directory dervish or the remote login starts in
+    if not path.startswith(("/", ":")):
+        raise ConfigError(f"tree: {path!r} is a relative path (expected an absolute path on the client, e.g. /home)")
     return value
+
+
+def is_local_client(client: str, server_hostname: Optional[str] = None) -> bool:
+    """The client is this machine (``localhost`` or its hostname): its tree is a local path."""
+    return client in ("localhost", server_hostname or socket.gethostname())
+
+
+def check_local_tree(client: str, tree: str) -> None:
+    """A local client's tree must be an existing directory (a remote one can be checked only by rsync)."""
+    if not is_local_client(client) or tree.startswith(":"):
+        return
+    path = Path(tree)
+    if not path.exists():
+        raise ConfigError(f"tree {tree} does not exist on this machine (client {client} is local)")
+    if not path.is_dir():
+        raise ConfigError(f"tree {tree} is not a directory (expected the directory to back up)")
 
 
 def _parse_bool(key: str, value: str) -> bool:
@@ -305,9 +324,7 @@ class VaultConfig:
 
     def is_local(self, server_hostname: Optional[str] = None) -> bool:
         """True if the client is this server (``client`` equals the hostname, or ``localhost``)."""
-        if server_hostname is None:
-            server_hostname = socket.gethostname()
-        return self.client in ("localhost", server_hostname)
+        return is_local_client(self.client, server_hostname)
 
     def source(self, server_hostname: Optional[str] = None) -> str:
         """rsync source as one argv element: ``tree/`` (local) or ``client:tree/`` (remote)."""
@@ -629,6 +646,10 @@ def check_vault_file(path) -> None:
     for key in ("client", "tree"):
         if not _scalar(state.values, key):
             raise ConfigError(f"no {key}: defined", path)
+    try:
+        check_local_tree(state.values["client"], split_tree(state.values["tree"])[0])
+    except ConfigError as exc:
+        raise ConfigError(exc.message, *_origin_of(state, "tree")) from None
     _check_rsync_options(state.values)
     for text, origin in state.values.get("expire-rule", []):
         try:
@@ -636,6 +657,12 @@ def check_vault_file(path) -> None:
         except ConfigError as exc:
             file, sep, line = origin.rpartition(":")
             raise ConfigError(exc.message, file, int(line) if line.isdigit() else None) from None
+
+
+def _origin_of(state: _State, key: str):
+    """(file, line) where ``key`` was last set, for an error message."""
+    file, dummy, line = state.origins.get(key, "").rpartition(":")
+    return (file or None), (int(line) if line.isdigit() else None)
 
 
 def find_vault_dir(master: MasterConfig, vault: str) -> Path:

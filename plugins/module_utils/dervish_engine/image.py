@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from . import hist, lock, rsync
-from .config import check_image_name, load_vault
+from .config import check_image_name, check_local_tree, load_vault
 from .errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -450,15 +450,12 @@ class ImageRun:
 
     def check_local_tree(self) -> None:
         """A local tree can be checked before anything is created (a remote one only by rsync)."""
-        tree = self.cfg.tree
-        if not self.local or tree.startswith(":"):
+        if not self.local:
             return
-        path = Path(tree)
-        if not path.exists():
-            raise ConfigError(f"vault {self.cfg.vault}: tree {tree} does not exist on this machine "
-                              f"(client {self.cfg.client} is local)")
-        if not path.is_dir():
-            raise ConfigError(f"vault {self.cfg.vault}: tree {tree} is not a directory")
+        try:
+            check_local_tree(self.cfg.client, self.cfg.tree)
+        except ConfigError as exc:
+            raise ConfigError(f"vault {self.cfg.vault}: {exc.message}; nothing was backed up") from None
 
     def _take_free_name(self) -> None:
         """Branches of one vault share its directory: when the image name made from the pattern is an
