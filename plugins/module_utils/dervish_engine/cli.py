@@ -32,13 +32,15 @@ EXIT_CODES = """\
 exit codes:
   0  success; also an image with rsync warning 24 (file vanished), which is a good image
   1  the image failed (rsync error/fatal, pre-hook failure): it is kept, mode 0700, never a reference;
-     also an operating-system error (e.g. a read-only bank); expire: an image could not be removed
-  2  usage or configuration error, or the image could not be started (exists, no reference);
-     nothing was created
+     also another operating-system error; expire: an image could not be removed
+  2  usage or configuration error, or the image could not be started (exists, no reference, a local
+     tree missing, the bank read-only, full or failing): nothing was created
   3  the vault is locked by a live run (a stale lock of a dead run is cleared automatically)
   4  the image is good but a post-client/post-server hook or the index failed
-  130/143  interrupted by SIGINT / SIGTERM (a running image is marked "error -- interrupted")
-  runall: the number of failed entries (capped at 100); check: 2 when any configuration is broken
+  130/143  interrupted by SIGINT / SIGTERM (a running image is marked "error -- interrupted"; runall
+     stops every running image that way and starts no more)
+  runall: the number of failed entries (capped at 100); a bank found full or unusable gets no further
+     entry (they fail as "not started"); check: 2 when any configuration is broken
 """
 
 RSYNC_HELP = f"""\
@@ -47,9 +49,14 @@ rsync command line, in this fixed order:
         [-c] [-S] [-W] [-x] [-z] [--bwlimit=KBPS] [--password-file=F] [--rsync-path=P] [-e RSH]
         <rsync-option...> --exclude-from=<image>/exclude [--link-dest=<reference>/tree]
         <tree>/ | <client>:<tree>/   <image>/tree
-rsync exit 0 = success, 24 = warning (good image); 1-5, 124-127 or a fatal stderr message (No space
-left on device, Connection refused, ...) = fatal error; any other code = error, retried up to {MAX_ATTEMPTS}
-executions in the same image directory.
+rsync exit 0 = success, 24 = warning (good image); 1-5, 30 and 35 (timeouts), 124-127 or a fatal
+stderr message (No space left on device, Connection refused, Connection timed out, a tree missing on
+the client, ...) = fatal error; any other code = error, retried up to {MAX_ATTEMPTS} executions in the same
+image directory. A status that only explains the exit code ends with rsync's own first error line.
+An ssh RSH (rsh: ssh ...) gets -o ConnectTimeout=T -o ServerAliveInterval=T/3 -o ServerAliveCountMax=3
+(T = rsync-timeout, at most 60), each unless RSH sets it: a dead or hung client costs about T, once.
+rsync runs in its own process group and gets SIGTERM when dervish dies, even by SIGKILL; the next run
+stops whatever a killed run left writing into its image before it starts.
 """
 
 
@@ -83,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
                                    "without any image is initialised automatically (full copy).")
     p.add_argument("vault", metavar="VAULT[:BRANCH]")
     p.add_argument("--init", action="store_true", help="full copy, no --link-dest reference")
-    p.add_argument("--image", metavar="NAME", help="image name (strftime format), overrides image:")
+    p.add_argument("--image", metavar="NAME",
+                   help="image name (strftime format), overrides image:; names have no '/', whitespace or "
+                        "control characters and do not start with '-' or '#'. A name made from a pattern "
+                        "that another branch's image has becomes NAME-BRANCH")
     p.add_argument("--image-time", metavar="T", help="image time, e.g. '22:00' or '2026-11-26 22:00'")
     p.add_argument("--expire", metavar="SPEC", help="expire spec, e.g. '+15 days' or never")
     p.add_argument("--reference", metavar="BRANCH|IMAGE",

@@ -7,6 +7,7 @@ import shlex
 
 import pytest
 
+from dervish_engine import rsync
 from dervish_engine.summary import parse_summary
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -29,7 +30,8 @@ def test_remote_client_images_and_hard_links(lab, bank, remote_tree, tmp_path):
     first = bank.run("image", "lap", "--image", "one", check=0)
     assert "success" in first.stdout
     s = parse_summary((vault / "one" / "summary").read_text())
-    assert s.client == "laptop1" and shlex.join(["-e", rsh]) in s.action
+    assert s.client == "laptop1" and s.rsh == rsh
+    assert shlex.join(["-e", rsync.bounded_rsh(rsh, 600)]) in s.action  # ssh bounded by ConnectTimeout etc.
     assert f"laptop1:{remote_tree}/" in s.action
     tree1 = vault / "one" / "tree"
     assert (tree1 / "sub dir" / "f200.txt").read_text() == "file 200\n"

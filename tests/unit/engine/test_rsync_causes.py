@@ -70,3 +70,14 @@ def test_error_collector_keeps_fatal_lines_past_the_limit(monkeypatch):
     lines = collector.result()
     assert len(lines) == 5 and lines[-1] == "dervish: 7 more lines of rsync's error output not kept"
     assert rsync.classify(11, lines).message == rsync.FILESYSTEM_FULL
+
+
+def test_help_documents_the_ssh_bound_and_that_timeouts_are_fatal(capsys):
+    from dervish_engine import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["image", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("-o ConnectTimeout=T -o ServerAliveInterval=T/3 -o ServerAliveCountMax=3", "30 and 35 (timeouts)",
+                 "gets SIGTERM when dervish dies"):
+        assert text in out
