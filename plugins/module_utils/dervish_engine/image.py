@@ -213,9 +213,11 @@ def recover_interrupted(stale: lock.LockInfo, report: Callable[[str], None], vau
 
 
 def writers_of(image_dir: Path) -> List[int]:
-    """PIDs of processes whose arguments name ``<image>/tree`` (the rsync destination): the rsync of a
-    run, and any wrapper around it."""
-    target = os.fsencode(str(Path(image_dir) / "tree"))
+    """PIDs of processes with dervish's rsync arguments for this image (``--exclude-from=<image>/exclude``
+    and ``<image>/tree``): the rsync of a run, its forked receiver, and any wrapper given them. An
+    admin's ``du <image>/tree`` has only one of them and is left alone."""
+    marker = os.fsencode(f"--exclude-from={image_dir}/exclude")
+    target = os.fsencode(f"{image_dir}/tree")
     pids = []
     try:
         entries = os.listdir("/proc")
@@ -229,7 +231,7 @@ def writers_of(image_dir: Path) -> List[int]:
                 args = fh.read().split(b"\0")
         except OSError:
             continue
-        if any(arg == target or arg.endswith(b"=" + target) for arg in args):
+        if marker in args and target in args:
             pids.append(int(entry))
     return pids
 
@@ -270,13 +272,27 @@ def _alive(pid: int) -> bool:
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup_for(parent: int):
-    """``preexec_fn`` for rsync: it gets SIGTERM when the engine dies, even by SIGKILL."""
-    try:
-        import ctypes
+_PRCTL: list = []
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):  # not Linux: the next run's cleanup still applies
+
+def _prctl():
+    if not _PRCTL:
+        try:
+            import ctypes
+
+            _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except (ImportError, OSError, AttributeError):  # not Linux: the next run's cleanup still applies
+            _PRCTL.append(None)
+    return _PRCTL[0]
+
+
+def _child_setup_for(parent: int):
+    """``preexec_fn`` for rsync: it gets SIGTERM when the engine dies, even by SIGKILL.
+
+    The signal follows the thread that started rsync; every caller waits for rsync in that thread.
+    """
+    prctl = _prctl()
+    if prctl is None:
         return None
 
     def setup() -> None:
