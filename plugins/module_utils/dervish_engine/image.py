@@ -547,7 +547,10 @@ class ImageRun:
         everything this created is removed again (it holds nothing else) and BankError is raised."""
         image_dir = self.image_dir
         try:
-            image_dir.mkdir(mode=0o700)
+            try:
+                image_dir.mkdir(mode=0o700)
+            except FileExistsError:
+                raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}") from None
             self._created = True
             os.chmod(str(image_dir), 0o700)
             (image_dir / "tree").mkdir()
