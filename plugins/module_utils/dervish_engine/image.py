@@ -29,13 +29,13 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from . import hist, lock, rsync
+from .children import RunControl, child_setup_for, stop_leftover_writers
 from .config import check_image_name, check_local_tree, load_vault
 from .errors import (
     EXIT_FAILED,
@@ -46,7 +46,6 @@ from .errors import (
     ConfigError,
     DervishError,
     ImageError,
-    LockedError,
     os_error_text,
 )
 from .expire_rules import choose_expire
@@ -96,42 +95,6 @@ class ImageResult:
     exit_code: int
     problems: List[str] = field(default_factory=list)
     bank_full: bool = False  # the bank's filesystem filled up: later images into it would fail too
-
-
-class Interrupted(BaseException):
-    """A run stopped from outside its thread (``runall`` on SIGTERM/SIGINT); ``str()`` is the signal."""
-
-
-class RunControl:
-    """Lets ``runall``'s main thread stop the images its worker threads are making.
-
-    A signal is delivered to the main thread only; ``stop()`` terminates every registered run's rsync
-    (its process group), and each run then unwinds with ``Interrupted`` and marks its image.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._runs: set = set()
-        self.reason: Optional[str] = None
-
-    def register(self, run: ImageRun) -> None:
-        with self._lock:
-            self._runs.add(run)
-
-    def unregister(self, run: ImageRun) -> None:
-        with self._lock:
-            self._runs.discard(run)
-
-    def stop(self, reason: str) -> None:
-        with self._lock:
-            self.reason = self.reason or reason
-            runs = list(self._runs)
-        for run in runs:
-            run.stop_child()
-
-    def check(self) -> None:
-        if self.reason:
-            raise Interrupted(self.reason)
 
     @property
     def good(self) -> bool:
@@ -210,97 +173,6 @@ def recover_interrupted(stale: lock.LockInfo, report: Callable[[str], None], vau
     for name in TEMP_FILES:
         with contextlib.suppress(FileNotFoundError):
             (image_dir / name).unlink()
-
-
-def writers_of(image_dir: Path) -> List[int]:
-    """PIDs of processes with dervish's rsync arguments for this image (``--exclude-from=<image>/exclude``
-    and ``<image>/tree``): the rsync of a run, its forked receiver, and any wrapper given them. An
-    admin's ``du <image>/tree`` has only one of them and is left alone."""
-    marker = os.fsencode(f"--exclude-from={image_dir}/exclude")
-    target = os.fsencode(f"{image_dir}/tree")
-    pids = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return pids
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                args = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if marker in args and target in args:
-            pids.append(int(entry))
-    return pids
-
-
-def stop_leftover_writers(image_dir: Path, report: Callable[[str], None], grace: float = 10.0) -> None:
-    """Stop what a killed run left writing into its image, before anything else happens in the vault.
-
-    Raises LockedError when they will not die: the vault must not get a second writer.
-    """
-    pids = writers_of(image_dir)
-    if not pids:
-        return
-    report("processes of the killed run still write into {}: stopping PID {}".format(
-        image_dir, ", ".join(map(str, pids))))
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            pids = [pid for pid in pids if _alive(pid)]
-            if not pids:
-                return
-            time.sleep(0.05)
-    raise LockedError("processes {} of a killed run still write into {} and do not stop; not started".format(
-        ", ".join(map(str, pids)), image_dir))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-_PRCTL: list = []
-
-
-def _prctl():
-    if not _PRCTL:
-        try:
-            import ctypes
-
-            _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
-        except (ImportError, OSError, AttributeError):  # not Linux: the next run's cleanup still applies
-            _PRCTL.append(None)
-    return _PRCTL[0]
-
-
-def _child_setup_for(parent: int):
-    """``preexec_fn`` for rsync: it gets SIGTERM when the engine dies, even by SIGKILL.
-
-    The signal follows the thread that started rsync; every caller waits for rsync in that thread.
-    """
-    prctl = _prctl()
-    if prctl is None:
-        return None
-
-    def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the engine died before prctl took effect
-            os._exit(143)
-
-    return setup
 
 
 class _Log:
@@ -715,7 +587,7 @@ class ImageRun:
         try:
             # own process group: a stop reaches a wrapper's rsync too; and rsync dies with the engine
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True, preexec_fn=_child_setup_for(os.getpid()))
+                                    env=env, start_new_session=True, preexec_fn=child_setup_for(os.getpid()))
         except OSError as exc:
             hint = " (the rsync command line is longer than the kernel allows: an over-long rsync-option?)" \
                 if exc.errno == errno.E2BIG else ""

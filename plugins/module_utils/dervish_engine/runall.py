@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
+from .children import Interrupted, RunControl
 from .config import find_vault_dir
 from .errors import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, BankError, DervishError, LockedError, os_error_text
-from .image import ImageOptions, Interrupted, RunControl, make_image
+from .image import ImageOptions, make_image
 
 MAX_EXIT = 100
 

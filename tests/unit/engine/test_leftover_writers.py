@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from dervish_engine.children import stop_leftover_writers, writers_of
 from dervish_engine.errors import LockedError
-from dervish_engine.image import stop_leftover_writers, writers_of
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -43,8 +43,8 @@ def test_only_processes_with_both_rsync_arguments_are_writers(tmp_path, procs):
 
 def test_a_writer_that_will_not_die_refuses_the_run(tmp_path, monkeypatch):
     image = tmp_path / "img"
-    monkeypatch.setattr("dervish_engine.image.writers_of", lambda _image: [4242])
-    monkeypatch.setattr("dervish_engine.image._alive", lambda _pid: True)  # e.g. stuck in D state
-    monkeypatch.setattr("dervish_engine.image.os.kill", lambda *_a: None)
+    monkeypatch.setattr("dervish_engine.children.writers_of", lambda _image: [4242])
+    monkeypatch.setattr("dervish_engine.children.alive", lambda _pid: True)  # e.g. stuck in D state
+    monkeypatch.setattr("dervish_engine.children.os.kill", lambda *_a: None)
     with pytest.raises(LockedError, match="processes 4242 of a killed run still write into .* not started"):
         stop_leftover_writers(image, lambda _m: None, grace=0.1)
