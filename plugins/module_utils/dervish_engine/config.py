@@ -720,7 +720,7 @@ def _build_vault(master: MasterConfig, vault: str, branch: Optional[str], vault_
     branch = branch or _scalar(v, "branch") or _scalar(v, "branch-default") or "default"
     _check_name("branch", branch)
     if _scalar(v, "reference"):
-        _check_name("reference", _scalar(v, "reference"))
+        _check_name("reference", _scalar(v, "reference"), colon=True)  # a branch, or an image (%H:%M)
     _check_rsync_options(v)
     tree, alias = split_tree(v["tree"])
     rules = []

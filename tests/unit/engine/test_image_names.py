@@ -57,3 +57,10 @@ def test_ordinary_image_names_still_work(master, name):
     conf = master.parent / "bank" / "v1" / "dirvish" / "default.conf"
     conf.write_text(conf.read_text() + f"image: {name}\n")
     assert load_vault(load_master(master), "v1").image == name
+
+
+def test_reference_may_name_an_image_with_a_colon_but_not_a_bad_name(master):
+    m = load_master(master)
+    assert load_vault(m, "v1", overrides={"reference": "2026-12-03_12:00"}).reference == "2026-12-03_12:00"
+    with pytest.raises(ConfigError, match="invalid reference name"):
+        load_vault(m, "v1", overrides={"reference": "#x"})
