@@ -217,7 +217,7 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
     for index, vault in enumerate(vaults):
         where = f"{client}: backup_client_vaults[{index}]"
         name = str(vault.get("name", ""))
-        if not VAULT_NAME_RE.match(name):
+        if not VAULT_NAME_RE.fullmatch(name):
             report.add(f"{where}.name {name!r} is not a valid vault name (letters, digits, '.', '_', '-')")
         tree = str(vault.get("tree", ""))
         if not tree.startswith("/"):
@@ -226,7 +226,7 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
             if str(option).split("=", 1)[0].strip() in UNSAFE_RSYNC_OPTIONS:
                 report.add(f"{where}.rsync_options: {option} is not allowed: it would write into files that "
                            "earlier images share through hard links")
-        for key in ("tree", "excludes", "rsync_options", "expire_rules"):
+        for key in ("name", "tree", "excludes", "rsync_options", "expire_default", "expire_rules"):
             values = vault.get(key) or []
             for value in [values] if isinstance(values, str) else values:
                 if "\n" in str(value) or "\r" in str(value):
@@ -484,7 +484,7 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
     for index, vault in enumerate(vaults):
         where = f"{client}: backup_client_vaults[{index}]"
         name = str(vault.get("name", ""))
-        if not VAULT_NAME_RE.match(name):
+        if not VAULT_NAME_RE.fullmatch(name):
             report.add(f"{where}.name {name!r} is not a valid vault name (letters, digits, '.', '_', '-')")
         tree = str(vault.get("tree", ""))
         if not tree.startswith("/"):
@@ -493,7 +493,7 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
             if str(option).split("=", 1)[0].strip() in UNSAFE_RSYNC_OPTIONS:
                 report.add(f"{where}.rsync_options: {option} is not allowed: it would write into files that "
                            "earlier images share through hard links")
-        for key in ("tree", "excludes", "rsync_options", "expire_rules"):
+        for key in ("name", "tree", "excludes", "rsync_options", "expire_default", "expire_rules"):
             values = vault.get(key) or []
             for value in [values] if isinstance(values, str) else values:
                 if "\n" in str(value) or "\r" in str(value):

@@ -148,6 +148,13 @@ def test_no_client_value_spans_lines() -> None:
     assert_reported({"laptop1": {"backup_client_address": "laptop1\nx"}}, "laptop1: backup_client_address: ")
 
 
+def test_no_vault_value_spans_lines() -> None:
+    assert_reported({"laptop1": {"backup_client_vaults": [{"name": "v", "tree": "/", "expire_default": "+1 day\nx"}]}},
+                    "laptop1: backup_client_vaults[0].expire_default: ")
+    assert_reported({"laptop1": {"backup_client_vaults": [{"name": "v\n", "tree": "/"}]}},
+                    "laptop1: backup_client_vaults[0].name ")
+
+
 def test_server_paths_with_dotdot_are_refused() -> None:
     assert_reported({"backup": {"backup_server_drive": {"label": "B", "mount_point": "/mnt/../backup"}}},
                     "backup: backup_server_drive.mount_point: ")
