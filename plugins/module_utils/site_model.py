@@ -8,18 +8,47 @@ inventory variables, so it is tested without Ansible's machinery.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import posixpath
 import re
+import shlex
+import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import UNSAFE_RSYNC_OPTIONS
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import (
+    UNSAFE_RSYNC_OPTIONS,
+    check_vault_file,
+    load_master,
+)
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.errors import ConfigError
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_gate import (
+    GateConfigError,
+    check_absolute_path,
+    parse_config,
+)
 
 SERVERS_GROUP = "backup_servers"
 CLIENTS_GROUP = "backup_clients"
 VAULT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# What a vault made from backup_client_filesystems leaves out unless the inventory says otherwise
+# (backup_client_default_excludes): swap files, package and temporary caches, fsck's lost+found.
+# Absolute entries are paths on the client, anchored at the vault whose tree holds them; the
+# others are rsync patterns used as written in every such vault.
+DEFAULT_VAULT_EXCLUDES = (
+    "/swap.img",
+    "/swapfile",
+    "/var/cache/apt/archives/*.deb",
+    "/var/cache/apt/*.bin",
+    "/var/tmp/*",
+    "/tmp/*",
+    "lost+found/",
+)
+# The roles' rsh: line of master.conf; only its shape matters to the engine's check.
+MASTER_RSH = "ssh -o BatchMode=yes"
 
 
 class SiteError(Exception):
@@ -72,6 +101,18 @@ def anchored_exclude(path: str, tree: str) -> Optional[str]:
     return path[len(tree):] + "/"
 
 
+def tree_exclude(pattern: str, tree: str) -> Optional[str]:
+    """A default exclude for the vault of ``tree``: absolute ones re-anchored at the tree, or None if outside it."""
+    if not pattern.startswith("/"):
+        return pattern
+    tree = posixpath.normpath(tree)
+    if tree == "/":
+        return pattern
+    if not pattern.startswith(tree + "/"):
+        return None
+    return pattern[len(tree):]
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -88,7 +129,11 @@ def client_vaults(client: str, client_vars: Mapping[str, Any]) -> List[Vault]:
         raw = [dict(item) for item in explicit]
     else:
         filesystems = client_vars.get("backup_client_filesystems") or ["/"]
-        raw = [{"name": default_vault_name(client, fs), "tree": fs} for fs in filesystems]
+        defaults = client_vars.get("backup_client_default_excludes")
+        defaults = DEFAULT_VAULT_EXCLUDES if defaults is None else [str(p) for p in defaults]
+        raw = [{"name": default_vault_name(client, fs), "tree": fs,
+                "excludes": [p for p in (tree_exclude(d, str(fs)) for d in defaults) if p is not None]}
+               for fs in filesystems]
     exclude_paths = [str(p) for p in client_vars.get("backup_client_exclude_paths") or []]
     vaults = []
     for item in raw:
@@ -172,7 +217,7 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
     for index, vault in enumerate(vaults):
         where = f"{client}: backup_client_vaults[{index}]"
         name = str(vault.get("name", ""))
-        if not VAULT_NAME_RE.match(name):
+        if not VAULT_NAME_RE.fullmatch(name):
             report.add(f"{where}.name {name!r} is not a valid vault name (letters, digits, '.', '_', '-')")
         tree = str(vault.get("tree", ""))
         if not tree.startswith("/"):
@@ -181,11 +226,316 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
             if str(option).split("=", 1)[0].strip() in UNSAFE_RSYNC_OPTIONS:
                 report.add(f"{where}.rsync_options: {option} is not allowed: it would write into files that "
                            "earlier images share through hard links")
-        for key in ("tree", "excludes", "rsync_options", "expire_rules"):
+        for key in ("name", "tree", "excludes", "rsync_options", "expire_default", "expire_rules"):
             values = vault.get(key) or []
             for value in [values] if isinstance(values, str) else values:
                 if "\n" in str(value) or "\r" in str(value):
                     report.add(f"{where}.{key}: {value!r} spans several lines")
+
+
+# ------------------------------------------------------------------------------ one parser per value
+# Every value is checked by the parser that reads it on the hosts: the engine's configuration
+# loader for what goes into master.conf and the vault configurations, the gate's parser for its
+# trees and commands. The configurations are rendered as the roles' templates render them; each
+# line remembers the variable it came from, so an error names that variable, not a file.
+
+Lines = List[Tuple[str, str]]
+
+
+def _engine_problems(lines: Lines, check: Callable[[Path], Any]) -> List[Tuple[str, str]]:
+    """(variable, message) of every line the engine refuses: the engine stops at the first one,
+    so that line is left out and the rest checked again."""
+    problems: List[Tuple[str, str]] = []
+    lines = list(lines)
+    with tempfile.TemporaryDirectory(prefix="dervish-validate-") as tmp:
+        path = Path(tmp) / "rendered.conf"
+        while lines:
+            path.write_text("".join(text + "\n" for text, dummy in lines), encoding="utf-8")
+            try:
+                check(path)
+            except ConfigError as err:
+                line = err.line if isinstance(err.line, int) and 0 < err.line <= len(lines) else None
+                problems.append((lines[line - 1][1] if line else lines[0][1], err.message))
+                if line is None or lines[line - 1][0].endswith(":") and not lines[line - 1][0].startswith("\t"):
+                    break  # not one value's line: nothing to leave out
+                del lines[line - 1]
+                continue
+            break
+    return problems
+
+
+def master_config_lines(server_vars: Mapping[str, Any]) -> Lines:
+    """master.conf as templates/etc/dervish/master.conf.j2 writes it (without the Runall list)."""
+    lines: Lines = [("bank:", "backup_server_banks")]
+    lines += [(f"\t{bank}", f"backup_server_banks[{i}]") for i, bank in enumerate(server_vars["backup_server_banks"])]
+    lines += [(f"rsh: {MASTER_RSH}", "backup_server_ssh_key"),
+              (f"rsync-timeout: {server_vars['backup_server_rsync_timeout']}", "backup_server_rsync_timeout"),
+              (f"expire-default: {server_vars['backup_server_expire_default']}", "backup_server_expire_default")]
+    rules = server_vars.get("backup_server_expire_rules") or []
+    if rules:
+        lines.append(("expire-rule:", "backup_server_expire_rules"))
+        lines += [(f"\t{rule}", f"backup_server_expire_rules[{i}]") for i, rule in enumerate(rules)]
+    lines.append((f"Runall-jobs: {server_vars['backup_server_max_parallel']}", "backup_server_max_parallel"))
+    return lines
+
+
+def vault_config_lines(vault: Vault, where: str, excludes_from: str) -> Lines:
+    """A vault's configuration as templates/etc/dervish/vaults/vault.conf.j2 writes it."""
+    tree = vault.tree.replace("#", "\\#").replace(" ", "\\ ")
+    lines: Lines = [(f"client: {vault.address}", "backup_client_address"), (f"tree: {tree}", f"{where}.tree"),
+                    (f"{'SET' if vault.xdev else 'UNSET'} xdev", f"{where}.xdev")]
+    if vault.excludes:
+        lines.append(("exclude:", excludes_from))
+        lines += [("\t" + pattern.replace("#", "\\#"), excludes_from) for pattern in vault.excludes]
+    if vault.rsync_options:
+        lines.append(("rsync-option:", f"{where}.rsync_options"))
+        lines += [("\t" + option.replace("#", "\\#"), f"{where}.rsync_options[{i}]")
+                  for i, option in enumerate(vault.rsync_options)]
+    if vault.expire_default:
+        lines.append((f"expire-default: {vault.expire_default}", f"{where}.expire_default"))
+    if vault.expire_rules:
+        lines.append(("expire-rule:", f"{where}.expire_rules"))
+        lines += [(f"\t{rule}", f"{where}.expire_rules[{i}]") for i, rule in enumerate(vault.expire_rules)]
+    return lines
+
+
+def _gate_problem(lines: Lines) -> Optional[Tuple[str, str]]:
+    """(variable, message) of the first line the gate's parser refuses, or None."""
+    try:
+        parse_config("".join(text + "\n" for text, dummy in lines), "gate.conf")
+    except GateConfigError as err:
+        found = re.match(r"^gate\.conf line (\d+): (.*)$", str(err), re.S)
+        if found and 0 < int(found.group(1)) <= len(lines):
+            return lines[int(found.group(1)) - 1][1], found.group(2)
+        return (lines[0][1] if lines else "backup_client_gate_commands"), str(err)
+    return None
+
+
+def gate_config_lines(trees: Sequence[Tuple[str, str]], commands: Mapping[str, Any]) -> Lines:
+    """The gate's configuration as templates/etc/dervish/gate.conf.j2 writes it, from the raw values."""
+    lines: Lines = [(f"tree {shlex.quote(str(tree))}", where) for tree, where in trees]
+    lines += [(f"command {shlex.quote(str(name))} {shlex.quote(_text(path))}", f"backup_client_gate_commands.{name}")
+              for name, path in sorted(commands.items(), key=lambda item: str(item[0]))]
+    return lines
+
+
+def _check_gate(client: str, trees: Sequence[Tuple[str, str]], commands: Mapping[str, Any],
+                report: SiteReport) -> None:
+    lines = gate_config_lines(trees, commands)
+    found = False
+    for line in lines:  # each line alone names its own variable
+        problem = _gate_problem([line])
+        if problem:
+            report.add(f"{client}: {problem[0]}: {problem[1]}")
+            found = True
+    if not found and lines:  # then rules across lines (a command name defined twice, ...)
+        problem = _gate_problem(lines)
+        if problem:
+            report.add(f"{client}: {problem[0]}: {problem[1]}")
+
+
+# ------------------------------------------------------------------------------------- cron schedule
+CRON_MACROS = ("@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+                ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+_CRON_ITEM_RE = re.compile(r"^(?:(\*)|([0-9A-Za-z]+)(?:-([0-9A-Za-z]+))?)(?:/([0-9]+))?$")
+
+
+def _cron_number(word: str, low: int, high: int, names: Sequence[str], what: str) -> int:
+    if word.isdigit():
+        number = int(word)
+    elif word.lower() in names:
+        number = names.index(word.lower()) + low
+    else:
+        raise ValueError(f"{what} {word!r} is not a number" + (f" or a name ({', '.join(names)})" if names else ""))
+    if not low <= number <= high:
+        raise ValueError(f"{what} {word} is outside {low}-{high}")
+    return number
+
+
+def check_cron_schedule(schedule: str) -> None:
+    """ValueError unless ``schedule`` is cron's time (five fields, or a macro such as ``@daily``)."""
+    if "\n" in schedule or "\r" in schedule:
+        raise ValueError("it spans several lines (cron would read the rest as another job)")
+    fields = schedule.split()
+    if len(fields) == 1 and fields[0].startswith("@"):
+        if fields[0] not in CRON_MACROS:
+            raise ValueError(f"unknown macro {fields[0]!r} (known: {', '.join(CRON_MACROS)})")
+        return
+    if len(fields) != 5:
+        raise ValueError(f"it has {len(fields)} fields, not 5")
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS):
+        for item in text.split(","):
+            match = _CRON_ITEM_RE.match(item)
+            if not match:
+                raise ValueError(f"{what} {item!r} is not *, N, N-M or a step /S of those")
+            dummy, first, last, step = match.groups()
+            if first is not None:
+                start = _cron_number(first, low, high, names, what)
+                if last is not None and _cron_number(last, low, high, names, what) < start:
+                    raise ValueError(f"{what} range {item!r} ends before it starts")
+                if step is not None and last is None:
+                    raise ValueError(f"{what} step {item!r} needs * or a range before the /")
+            if step is not None and int(step) == 0:
+                raise ValueError(f"{what} step {item!r} is 0")
+
+
+# ----------------------------------------------------------------------------------- other checks
+def _multiline(where: str, value: Any) -> List[str]:
+    """The names (``where.key[i]``) of every string in ``value`` that spans several lines."""
+    if isinstance(value, str):
+        return [where] if ("\n" in value or "\r" in value) else []
+    if isinstance(value, Mapping):
+        return [name for key, item in value.items() for name in _multiline(f"{where}.{key}", item)]
+    if isinstance(value, (list, tuple)):
+        return [name for i, item in enumerate(value) for name in _multiline(f"{where}[{i}]", item)]
+    return []
+
+
+def _check_single_lines(host: str, checked: Mapping[str, Any], report: SiteReport) -> bool:
+    before = len(report.errors)
+    for name, value in checked.items():
+        for where in _multiline(name, value):
+            report.add(f"{host}: {where}: the value spans several lines; every value must be one line "
+                       "(configuration files and the cron table are line-based)")
+    return len(report.errors) == before
+
+
+def _path_problem(path: Any, what: str) -> Optional[str]:
+    """The gate's verdict on an absolute path (no '..', no control characters), or None."""
+    try:
+        check_absolute_path(str(path), what)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def from_address(server: str, server_vars: Mapping[str, Any]) -> Tuple[str, str]:
+    """(variable, value) of the address clients accept the server's key from (as the client role picks it)."""
+    for name in ("backup_server_address", "ansible_host"):
+        value = _text(server_vars.get(name))
+        if value:
+            return name, value
+    return "inventory name (neither backup_server_address nor ansible_host is set)", server
+
+
+def _is_address_list(value: str) -> bool:
+    try:
+        for part in value.split(","):
+            ipaddress.ip_network(part, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_server(server: str, checked: Mapping[str, Any], server_vars: Mapping[str, Any],
+                  report: SiteReport) -> None:
+    one_line = _check_single_lines(server, checked, report)
+    variable, address = from_address(server, server_vars)
+    if not _is_address_list(address):
+        report.add(f"{server}: {variable} {address!r} is not an IP address: clients accept the backup key only "
+                   f'from="{address}", and sshd matches a host name there only with UseDNS yes (off by default), '
+                   "so every backup would be refused; set backup_server_address to the address (or addresses, "
+                   "comma-separated) the clients see the server connect from")
+    try:
+        if one_line:  # else reported already
+            check_cron_schedule(str(checked["backup_server_schedule"]))
+    except ValueError as err:
+        report.add(f"{server}: backup_server_schedule: {checked['backup_server_schedule']!r} is not a cron time: "
+                   f"{err}; expected MINUTE HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK (e.g. '0 4 * * *') or @daily")
+    for name in ("backup_server_ssh_key", "backup_server_drivelog"):
+        problem = _path_problem(checked[name], "path")
+        if problem:
+            report.add(f"{server}: {name}: {problem}")
+    drive = checked.get("backup_server_drive") or {}
+    mount_point = None
+    if drive.get("label") or drive.get("uuid"):
+        mount_point = str(drive.get("mount_point") or "")
+        problem = _path_problem(mount_point, "mount point")
+        if problem:
+            report.add(f"{server}: backup_server_drive.mount_point: {problem}")
+            mount_point = None
+    banks_ok = True
+    for index, bank in enumerate(checked.get("backup_server_banks") or []):
+        if not str(bank).startswith("/"):
+            report.add(f"{server}: backup_server_banks: {bank!r} is not an absolute path")
+            banks_ok = False
+            continue
+        problem = _path_problem(bank, "bank")
+        if problem:
+            report.add(f"{server}: backup_server_banks[{index}]: {problem} (the nightly run would refuse it)")
+            banks_ok = False
+        elif mount_point and not _is_below(bank, mount_point):
+            report.add(f"{server}: backup_server_banks: {bank!r} is not below the drive's mount point "
+                       f"{mount_point!r} (backup_server_drive.mount_point)")
+    if banks_ok and one_line:
+        for variable, message in _engine_problems(master_config_lines(checked), load_master):
+            report.add(f"{server}: {variable}: {message}")
+
+
+def _is_below(path: str, top: str) -> bool:
+    """True if ``path`` lies strictly below ``top``, component by component."""
+    comps, top_comps = check_absolute_path(str(path), "path"), check_absolute_path(str(top), "path")
+    return len(comps) > len(top_comps) and comps[:len(top_comps)] == top_comps
+
+
+def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report: SiteReport) -> None:
+    for index, vault in enumerate(vaults):
+        where = f"{client}: backup_client_vaults[{index}]"
+        name = str(vault.get("name", ""))
+        if not VAULT_NAME_RE.fullmatch(name):
+            report.add(f"{where}.name {name!r} is not a valid vault name (letters, digits, '.', '_', '-')")
+        tree = str(vault.get("tree", ""))
+        if not tree.startswith("/"):
+            report.add(f"{where}.tree {tree!r} is not an absolute path")
+        for option in vault.get("rsync_options") or []:
+            if str(option).split("=", 1)[0].strip() in UNSAFE_RSYNC_OPTIONS:
+                report.add(f"{where}.rsync_options: {option} is not allowed: it would write into files that "
+                           "earlier images share through hard links")
+        for key in ("name", "tree", "excludes", "rsync_options", "expire_default", "expire_rules"):
+            values = vault.get(key) or []
+            for value in [values] if isinstance(values, str) else values:
+                if "\n" in str(value) or "\r" in str(value):
+                    report.add(f"{where}.{key}: {value!r} spans several lines")
+
+
+def _check_client(client: str, checked: Mapping[str, Any], report: SiteReport) -> bool:
+    """Check the client's values; False if its vaults cannot even be rendered."""
+    explicit = checked.get("backup_client_vaults") or []
+    before = len(report.errors)
+    _check_vault_fields(client, explicit, report)
+    if not _check_single_lines(client, {k: v for k, v in checked.items() if k != "backup_client_vaults"}, report):
+        return False
+    trees: List[Tuple[str, str]] = []
+    if explicit:
+        trees = [(str(v.get("tree", "")), f"backup_client_vaults[{i}].tree") for i, v in enumerate(explicit)]
+    else:
+        for index, path in enumerate(checked.get("backup_client_filesystems") or []):
+            trees.append((str(path), f"backup_client_filesystems[{index}]"))
+            if not str(path).startswith("/"):
+                report.add(f"{client}: backup_client_filesystems: {path!r} is not an absolute path")
+    for index, path in enumerate(checked.get("backup_client_exclude_paths") or []):
+        if not str(path).startswith("/"):
+            report.add(f"{client}: backup_client_exclude_paths: {path!r} is not an absolute path")
+        else:
+            problem = _path_problem(path, "path")
+            if problem:
+                report.add(f"{client}: backup_client_exclude_paths[{index}]: {problem}")
+    renderable = len(report.errors) == before
+    _check_gate(client, [(tree, where) for tree, where in trees if tree.startswith("/")],
+                checked.get("backup_client_gate_commands") or {}, report)
+    return renderable
+
+
+def _check_client_vaults(client: str, checked: Mapping[str, Any], vaults: Sequence[Vault],
+                         report: SiteReport) -> None:
+    explicit = bool(checked.get("backup_client_vaults"))
+    for index, vault in enumerate(vaults):
+        where = f"backup_client_vaults[{index}]" if explicit else f"backup_client_filesystems[{index}]"
+        excludes_from = f"{where}.excludes" if explicit else "backup_client_default_excludes"
+        for variable, message in _engine_problems(vault_config_lines(vault, where, excludes_from), check_vault_file):
+            report.add(f"{client}: {variable}: {message}")
 
 
 def validate_site(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
@@ -196,16 +546,8 @@ def validate_site(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str
     clients = list(groups.get(CLIENTS_GROUP, []))
     for server in servers:
         checked = _check_variables(server, hostvars[server], "backup_server_", server_spec, report)
-        if checked is None:
-            continue
-        drive = checked.get("backup_server_drive") or {}
-        mount_point = drive.get("mount_point") if (drive.get("label") or drive.get("uuid")) else None
-        for bank in checked.get("backup_server_banks") or []:
-            if not str(bank).startswith("/"):
-                report.add(f"{server}: backup_server_banks: {bank!r} is not an absolute path")
-            elif mount_point and not str(bank).startswith(mount_point.rstrip("/") + "/"):
-                report.add(f"{server}: backup_server_banks: {bank!r} is not below the drive's mount point "
-                           f"{mount_point!r} (backup_server_drive.mount_point)")
+        if checked is not None:
+            _check_server(server, checked, hostvars[server], report)
     vault_owner: Dict[Tuple[str, str], str] = {}
     for client in clients:
         errors_before = len(report.errors)
@@ -218,16 +560,13 @@ def validate_site(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str
         except SiteError as err:
             report.add(str(err))
             continue
-        _check_vault_fields(client, checked.get("backup_client_vaults") or [], report)
-        for path in checked.get("backup_client_filesystems") or []:
-            if not str(path).startswith("/"):
-                report.add(f"{client}: backup_client_filesystems: {path!r} is not an absolute path")
-        for path in checked.get("backup_client_exclude_paths") or []:
-            if not str(path).startswith("/"):
-                report.add(f"{client}: backup_client_exclude_paths: {path!r} is not an absolute path")
+        if not _check_client(client, checked, report):
+            continue
+        vaults = client_vaults(client, {**checked, "ansible_host": host_vars.get("ansible_host")})
+        _check_client_vaults(client, checked, vaults, report)
         if len(report.errors) > errors_before:
             continue
-        for vault in client_vaults(client, checked):
+        for vault in vaults:
             owner = vault_owner.get((server, vault.name))
             if owner is not None:
                 where = "twice in its backup_client_vaults" if owner == client else f"also a vault of {owner}"

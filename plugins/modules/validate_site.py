@@ -14,6 +14,15 @@ description:
     C(dervish.backup.backup_client) (types, unknown variables and vault keys).
   - Then it checks the site as a whole. Every client's server exists, vault names are unique per
     server, trees and excluded paths are absolute, and banks lie on the backup drive.
+  - Every value is checked by the parser that reads it on the hosts, so a value that passes here is
+    not refused later in the run. The master and vault configurations are rendered as the role
+    writes them and loaded by the engine's configuration loader (expiry specs and rules,
+    C(Runall-jobs), C(rsync-timeout), banks). The gate's configuration (trees, C(backup_client_gate_commands))
+    is parsed by the gate's own parser, which refuses C(..) components and relative programs.
+  - Values must be one line; C(backup_server_schedule) must be a cron time (five fields or a macro
+    such as C(@daily)); the address clients accept the server's key from (C(backup_server_address)
+    or C(ansible_host)) must be an IP address, as sshd matches host names in C(from=) only with
+    C(UseDNS yes).
   - Fails with one line per problem, each naming the host and the variable, so a playbook that
     runs it first changes no host when the inventory is wrong.
   - Runs on the controller only; run it once (C(run_once)).
