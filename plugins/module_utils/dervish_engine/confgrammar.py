@@ -131,6 +131,16 @@ def strip_comment(line: str) -> str:
     return "".join(out)
 
 
+def check_line(line: str, path=None, lineno: Optional[int] = None) -> None:
+    """``ConfigError`` (file:line) for a line no configuration can hold: a NUL byte (no path, pattern
+    or option contains one) or more than ``MAX_LINE`` characters."""
+    if "\0" in line:
+        raise ConfigError(f"line {shorten(line.strip())} contains a NUL byte; expected a text line", path, lineno)
+    if len(line) > MAX_LINE:
+        raise ConfigError(f"line is {len(line)} characters long (at most {MAX_LINE}); expected a text line",
+                          path, lineno)
+
+
 def parse_text(text: str, path=None, strict: bool = True, comments: bool = True) -> List[Statement]:
     """Parse configuration text into statements.
 
@@ -147,11 +157,9 @@ def parse_text(text: str, path=None, strict: bool = True, comments: bool = True)
         line = line.rstrip()
         if not line.strip():
             continue
-        if "\0" in line or (strict and len(line) > MAX_LINE):
-            problem = (f"line {shorten(line.strip())} contains a NUL byte" if "\0" in line
-                       else f"line is {len(line)} characters long (at most {MAX_LINE})")
-            if strict:
-                raise ConfigError(f"{problem}; expected a text line", spath, lineno)
+        if strict:
+            check_line(line, spath, lineno)
+        elif "\0" in line:
             current = None
             statements.append(Statement(TEXT, "", line.strip(), path=spath, line=lineno))
             continue

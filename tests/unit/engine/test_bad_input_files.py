@@ -139,3 +139,21 @@ def test_read_regular_file_refuses_devices_and_directories(tmp_path):
         g.read_text_file(tmp_path)
     with pytest.raises(ConfigError, match="cannot read"):
         g.read_text_file(tmp_path / "missing")
+
+
+def test_fifo_as_file_exclude_does_not_hang_check(site):
+    master, bank, src = site
+    fifo = bank / "v" / "dirvish" / "excludes"
+    os.mkfifo(fifo)
+    (bank / "v" / "dirvish" / "default.conf").write_text(f"client: localhost\ntree: {src}\nfile-exclude: {fifo}\n")
+    proc = run(master, "check")
+    assert_one_line_error(proc, f"{fifo}: not a regular file (a FIFO)")
+
+
+def test_nul_byte_in_a_file_exclude_file(site):
+    master, bank, src = site
+    excludes = bank / "v" / "dirvish" / "excludes"
+    excludes.write_bytes(b"*.tmp\n*.o\0bak\n")
+    (bank / "v" / "dirvish" / "default.conf").write_text(f"client: localhost\ntree: {src}\nfile-exclude: {excludes}\n")
+    proc = run(master, "check")
+    assert_one_line_error(proc, f"{excludes}:2:", "NUL")
