@@ -189,11 +189,11 @@ def cmd_expire(args, master, con: _Console) -> int:
     from .timespec import parse_image_time
 
     now = parse_image_time(args.time, datetime.now()) if args.time else datetime.now()
+    missing = missing_banks(master.banks)
+    for bank in missing:  # first: a vault "not found" may only be on the drive that is not mounted
+        con.error(missing_bank_message(bank))
     if args.vault:
         find_vault_dir(master, args.vault)  # a misspelt vault is an error, not a quiet no-op
-    missing = missing_banks(master.banks)
-    for bank in missing:
-        con.error(missing_bank_message(bank))
     plan = plan_expiry(scan_images(master.banks, args.vault), now, tree_only=args.tree)
     for problem in plan.problems:
         con.error(problem)

@@ -7,6 +7,7 @@ instead of hanging the suite, and a traceback shows up in stderr.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,22 @@ def site(tmp_path):
     master = tmp_path / "master.conf"
     master.write_text(f"bank:\n\t{bank}\n")
     return master, bank, src
+
+
+@pytest.fixture
+def alarm():
+    """Fail an in-process read that blocks (a FIFO) after 10 s instead of hanging the suite."""
+
+    def ring(_signum, _frame):
+        raise TimeoutError("blocked reading a file")
+
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(10)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def assert_one_line_error(proc, *needles):
@@ -88,7 +105,7 @@ def test_fifo_named_summary_does_not_hang(site, command):
     assert f"{bad / 'summary'}: not a regular file" in proc.stderr
 
 
-def test_fifo_as_config_file(site):
+def test_fifo_as_config_file(site, alarm):
     master, bank, dummy = site
     conf = bank / "v" / "dirvish" / "default.conf"
     conf.unlink()
@@ -132,7 +149,7 @@ def test_long_summary_lines_are_still_read():
     assert statements[-1].value == "success"
 
 
-def test_read_regular_file_refuses_devices_and_directories(tmp_path):
+def test_read_regular_file_refuses_devices_and_directories(tmp_path, alarm):
     with pytest.raises(ConfigError, match="not a regular file"):
         g.read_text_file("/dev/null")
     with pytest.raises(ConfigError, match="not a regular file"):
@@ -157,3 +174,20 @@ def test_nul_byte_in_a_file_exclude_file(site):
     (bank / "v" / "dirvish" / "default.conf").write_text(f"client: localhost\ntree: {src}\nfile-exclude: {excludes}\n")
     proc = run(master, "check")
     assert_one_line_error(proc, f"{excludes}:2:", "NUL")
+
+
+def test_fifo_as_hist_file_fails_the_image_before_anything_is_made(site):
+    master, bank, dummy = site
+    os.mkfifo(bank / "v" / "dirvish" / "default.hist")
+    proc = run(master, "image", "v")
+    assert_one_line_error(proc, f"{bank / 'v' / 'dirvish' / 'default.hist'}: not a regular file (a FIFO)")
+    assert proc.returncode == 2
+    assert sorted(p.name for p in (bank / "v").iterdir()) == ["dirvish"]
+    assert not (bank / "v" / "dirvish" / "lock_file").exists()
+
+
+def test_expire_of_one_vault_names_the_missing_bank(site, tmp_path):
+    master, bank, dummy = site
+    master.write_text(f"bank:\n\t{tmp_path / 'unmounted'}\n\t{bank}\n")
+    proc = run(master, "expire", "--vault", "nosuch")
+    assert f"bank {tmp_path / 'unmounted'} does not exist" in proc.stderr and proc.returncode == 2
