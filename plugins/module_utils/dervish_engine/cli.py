@@ -32,9 +32,12 @@ EXIT_CODES = """\
 exit codes:
   0  success; also an image with rsync warning 24 (file vanished), which is a good image
   1  the image failed (rsync error/fatal, pre-hook failure): it is kept, mode 0700, never a reference;
-     also another operating-system error; expire: an image could not be removed
+     also another operating-system error; expire: an image could not be removed, or its summary or
+     Expire: cannot be read (the image is kept; also with --dry-run); status: an image's summary
+     cannot be read
   2  usage or configuration error, or the image could not be started (exists, no reference, a local
-     tree missing, the bank read-only, full or failing): nothing was created
+     tree missing, the bank read-only, full or failing): nothing was created; status, expire: a bank
+     is missing (is the drive mounted?), the other banks are still shown / expired
   3  the vault is locked by a live run (a stale lock of a dead run is cleared automatically)
   4  the image is good but a post-client/post-server hook or the index failed
   130/143  interrupted by SIGINT / SIGTERM (a running image is marked "error -- interrupted"; runall
@@ -116,14 +119,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time", metavar="T", help="pretend it is this time")
 
     p = sub.add_parser("locate", parents=[common], help="find versions of files in a vault's image indexes",
-                       description="PATTERN is a regular expression on the last path component; "
-                                   "[^/]*$ is appended unless it ends in $.")
+                       description="PATTERN is a (Python) regular expression searched in the file name, the "
+                                   "last path component, decoded (find's escapes such as '\\ ' and "
+                                   "'\\303\\274' undone), so 'a b' and 'ü' match as written; '$' anchors "
+                                   "at the end of the name. It cannot contain '/' or be empty. Paths are "
+                                   "printed as the index stores them, like dirvish-locate.")
     p.add_argument("vault", metavar="VAULT[:BRANCH]")
     p.add_argument("pattern", metavar="PATTERN")
 
     p = sub.add_parser("status", parents=[common],
-                       help="last good image, last attempt, age, images and space per vault")
+                       help="last good image, last attempt, age, images and space per vault",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="exit codes: 0 ok; 1 an image's summary cannot be read (named on stderr);\n"
+                              "2 a bank is missing (e.g. the backup drive is not mounted); the others are shown")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--space", action="store_true",
+                   help="also measure each vault's disk usage (USED) by walking every inode: slow on a "
+                        "big bank; by default SIZE/NEW come from the last good image's summary")
 
     p = sub.add_parser("check", parents=[common],
                        help="load the master and every vault/branch configuration, report all errors")
@@ -197,12 +209,18 @@ def cmd_runall(args, master, con: _Console) -> int:
 
 def cmd_expire(args, master, con: _Console) -> int:
     from .expire import apply_plan, plan_expiry, scan_images
+    from .status import missing_bank_message, missing_banks
     from .timespec import parse_image_time
 
     now = parse_image_time(args.time, datetime.now()) if args.time else datetime.now()
+    missing = missing_banks(master.banks)
+    for bank in missing:  # first: a vault "not found" may only be on the drive that is not mounted
+        con.error(missing_bank_message(bank))
     if args.vault:
         find_vault_dir(master, args.vault)  # a misspelt vault is an error, not a quiet no-op
     plan = plan_expiry(scan_images(master.banks, args.vault), now, tree_only=args.tree)
+    for problem in plan.problems:
+        con.error(problem)
     for im in plan.kept_newest:
         con.say("kept {}:{}:{} ({})".format(im.vault, im.branch, im.name, plan.reasons.get(str(im.path), "")))
     for im in plan.busy:
@@ -212,9 +230,11 @@ def cmd_expire(args, master, con: _Console) -> int:
             what = "tree of " if args.tree else ""
             _stdout_line("would remove {}{}:{}:{} ({})".format(what, im.vault, im.branch, im.name,
                                                                plan.reasons.get(str(im.path), "")))
-        return EXIT_OK
-    apply_plan(plan, log=con.say)
-    if plan.failed:
+    else:
+        apply_plan(plan, log=con.say)
+    if missing:
+        return EXIT_USAGE
+    if plan.failed or plan.problems:
         return EXIT_FAILED
     return EXIT_OK
 
@@ -231,11 +251,17 @@ def cmd_locate(args, master, con: _Console) -> int:
 
 
 def cmd_status(args, master, con: _Console) -> int:
-    from .status import collect, render_json, render_table
+    from .status import collect, missing_bank_message, missing_banks, render_json, render_table
 
-    rows = collect(master)
-    sys.stdout.write(render_json(rows) if args.json else render_table(rows))
-    return EXIT_OK
+    missing = missing_banks(master.banks)
+    rows = collect(master, with_usage=args.space)
+    sys.stdout.write(render_json(rows, missing=missing) if args.json else render_table(rows, args.space))
+    problems = [f"vault {r.vault}: {p}" for r in rows for p in r.problems]
+    for message in [missing_bank_message(b) for b in missing] + problems:
+        con.error(message)
+    if missing:
+        return EXIT_USAGE
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def cmd_check_files(files: List[str], con: _Console) -> int:

@@ -555,12 +555,10 @@ class _Loader:
         path = Path(name).expanduser()
         if not path.is_absolute() and st.path and st.path != CMDLINE:
             path = Path(st.path).parent / path
-        try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError as exc:
-            raise ConfigError(f"cannot read file-exclude file {path}: {exc.strerror or exc}") from None
+        text = g.read_text_file(path, "file-exclude file")  # refuses a FIFO: it would hang check and image
         target = self.state.values.setdefault("exclude", [])
         for lineno, line in enumerate(text.splitlines(), 1):
+            g.check_line(line, path, lineno)
             line = g.strip_comment(line).strip()
             if line:
                 target.append((line, f"{path}:{lineno}"))

@@ -1,16 +1,21 @@
 """Expiry of images: scan banks, plan what to remove, remove it (the ``dervish expire`` logic).
 
-Rules (Dirvish's ``dirvish-expire`` with its bugs fixed):
+Rules (Dirvish's ``dirvish-expire`` with its bugs fixed; README "What dervish does differently"):
 
 * only images with a ``summary`` naming ``vault``, ``branch`` and ``Image`` are considered;
   vault and branch come from the summary (as in Dirvish), not from the path;
-* an image is *expired* when its ``Expire:`` time is <= ``now``; ``Never`` (or an unreadable
-  value, reported in ``reasons``) never expires;
+* an image is *expired* when its ``Expire:`` time is <= ``now``; ``Never`` (or no ``Expire:``) never
+  expires; an ``Expire:`` that cannot be parsed keeps the image and is reported in ``problems``, as is
+  a summary that cannot be read (a FIFO, a directory, no permission);
 * an image is *good* when its Status is ``success`` or a warning, it has ``Backup-complete`` and
   its ``tree/`` exists; the **newest good image of every vault:branch is always kept**, even when
-  it is expired (Dirvish kept the *oldest* one, and never counted warnings as good);
-* a *failed or interrupted* image (Status not good, or no Status/Backup-complete) is removed once
-  it is expired **or** once its branch has a newer good image (tidy);
+  it is expired (Dirvish kept the *oldest* one, and never counted warnings as good). *Newest* is by
+  image time (``Image-now``, the time the name and the expiry were computed from; else
+  ``Backup-begin``), not by ``Backup-complete`` as in Dirvish: an image made late with an old
+  ``--image-time`` is not kept in place of images whose time is newer;
+* a *failed or interrupted* image (Status not good, or no Status/Backup-complete) is kept for
+  inspection until its own ``Expire:`` passes, like a good one (it is never a reference, so removing
+  it then costs nothing);
 * other expired images are removed;
 * nothing at all is removed from a vault locked by a live run (``is_busy(vault_dir)``): a running
   backup looks interrupted, and it may be linking against any image of its vault;
@@ -33,8 +38,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from .confgrammar import shorten
 from .errors import DervishError
-from .summary import Summary, parse_summary, status_is_good
+from .summary import Summary, read_summary, status_is_good
 from .timespec import parse_expire_field, parse_time
 
 
@@ -46,6 +52,7 @@ class ImageInfo:
     ``summary`` is None when the directory has no readable summary (not an image of ours).
     ``expire_at`` None = never; ``expire_error`` says why an ``Expire:`` value was not understood.
     ``created`` is the image time (``Image-now``, else ``Backup-begin``/``Backup-complete``).
+    ``read_error`` says why a summary that exists could not be read.
     """
 
     vault: str
@@ -61,6 +68,7 @@ class ImageInfo:
     created: Optional[datetime] = None
     expire_error: Optional[str] = None
     leftover: bool = False  # an image whose removal was cut short (summary.expiring)
+    read_error: Optional[str] = None
 
     @property
     def managed(self) -> bool:
@@ -78,8 +86,8 @@ class ImageInfo:
         return self.path.parent
 
     def sort_key(self):
-        when = self.backup_complete or self.created or datetime.min
-        return (when, self.created or datetime.min, self.name)
+        """Oldest first by image time; Backup-complete and the name only break ties."""
+        return (self.created or datetime.min, self.backup_complete or datetime.min, self.name)
 
 
 EXPIRING_SUMMARY = "summary.expiring"
@@ -91,11 +99,13 @@ def read_image(path: Path) -> ImageInfo:
     info = ImageInfo(vault=path.parent.name, branch="", name=path.name, path=path)
     info.has_tree = (path / "tree").is_dir() and not (path / "tree").is_symlink()
     try:
-        text = (path / "summary").read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError:
+        s = read_summary(path / "summary")
+    except (OSError, DervishError) as exc:
+        info.read_error = str(exc)
+        return info
+    if s is None:
         info.leftover = (path / EXPIRING_SUMMARY).is_file()
         return info
-    s = parse_summary(text)
     info.summary = s
     info.vault = s.vault or info.vault
     info.branch = s.branch or ""
@@ -153,7 +163,9 @@ class ExpirePlan:
     ``remove``: images (or, with ``tree_only``, their trees) to delete, sorted by vault, branch,
     time. ``kept_newest``: expired images kept because each is the newest good image of its
     branch. ``busy``: failed/interrupted images left alone because their vault is locked.
-    ``reasons``: str(path) -> why it is removed or kept. ``failed``: filled by apply_plan.
+    ``reasons``: str(path) -> why it is removed or kept. ``problems``: one line per image that
+    cannot be judged (summary unreadable, ``Expire:`` unparsable); such images are kept.
+    ``failed``: filled by apply_plan.
     """
 
     remove: List[ImageInfo] = field(default_factory=list)
@@ -163,6 +175,7 @@ class ExpirePlan:
     now: Optional[datetime] = None
     tree_only: bool = False
     failed: List[ImageInfo] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
 
 
 def _default_is_busy(vault_dir: Path) -> bool:
@@ -196,6 +209,12 @@ def plan_expiry(images: List[ImageInfo], now: datetime, tree_only: bool = False,
             plan.reasons[str(im.path)] = reason
 
     for im in images:
+        if im.read_error:
+            plan.problems.append(f"{im.read_error}; image kept")
+        elif im.managed and im.expire_error:
+            plan.problems.append(f"{im.path / 'summary'}: Expire: {shorten(im.summary.expire)} cannot be parsed; "
+                                 f"image {im.vault}:{im.branch}:{im.name} kept (expected 'SPEC == YYYY-MM-DD "
+                                 "HH:MM:SS' or 'Never')")
         if im.managed:
             groups.setdefault((im.vault, im.branch), []).append(im)
         elif im.leftover and not tree_only:
@@ -214,17 +233,13 @@ def plan_expiry(images: List[ImageInfo], now: datetime, tree_only: bool = False,
                 continue
             if tree_only and not im.has_tree:
                 continue
+            if not expired:
+                continue
             if im.complete:
-                if expired:
-                    remove(im, f"expired {im.expire_at:%Y-%m-%d %H:%M:%S}")
-                continue
-            newer_good = newest is not None and (im.created is None or newest.created is None
-                                                 or newest.created > im.created)
-            if not expired and not newer_good:
-                continue
-            what = "failed" if im.status else "unfinished"
-            remove(im, f"{what} image, expired {im.expire_at:%Y-%m-%d %H:%M:%S}" if expired
-                   else f"{what} image, branch has a newer good image")
+                remove(im, f"expired {im.expire_at:%Y-%m-%d %H:%M:%S}")
+            else:
+                what = "failed" if im.status else "unfinished"
+                remove(im, f"{what} image, expired {im.expire_at:%Y-%m-%d %H:%M:%S}")
     return plan
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from .confgrammar import shorten as _q  # quoted text in messages, cut to a readable length
 from .errors import ConfigError
 from .timespec import check_expire_spec, is_never
 
@@ -120,12 +121,12 @@ def _value(scale: str, word: str, rule: str) -> int:
     if scale == "mo" and word.isalpha():
         v = _named(word, _MONTHS, 3)
         if v is None:
-            raise ConfigError(f"invalid expire rule {rule!r}: unknown month {word!r} (use jan..dec or 1-12)")
+            raise ConfigError(f"invalid expire rule {_q(rule)}: unknown month {_q(word)} (use jan..dec or 1-12)")
         return v
     if scale == "wd" and word.isalpha():
         v = _named(word, _DAYS, 2)
         if v is None:
-            raise ConfigError(f"invalid expire rule {rule!r}: unknown day {word!r} (use su..sa, sun..sat or 1-7)")
+            raise ConfigError(f"invalid expire rule {_q(rule)}: unknown day {_q(word)} (use su..sa, sun..sat or 1-7)")
         return v
     if scale == "hr":
         m = re.match(r"^(\d+)(am|pm|noon)$", word)
@@ -133,24 +134,24 @@ def _value(scale: str, word: str, rule: str) -> int:
             h, suffix = int(m.group(1)), m.group(2)
             if suffix == "noon":
                 if h != 12:
-                    raise ConfigError(f"invalid expire rule {rule!r}: {word!r} (only 12noon exists)")
+                    raise ConfigError(f"invalid expire rule {_q(rule)}: {_q(word)} (only 12noon exists)")
                 return 12
             if not 1 <= h <= 12:
-                raise ConfigError(f"invalid expire rule {rule!r}: hour {word!r} out of range")
+                raise ConfigError(f"invalid expire rule {_q(rule)}: hour {_q(word)} out of range")
             return h % 12 + (12 if suffix == "pm" else 0)
     if not word.isdigit():
-        raise ConfigError(f"invalid expire rule {rule!r}: {word!r} is not a valid {scale} value")
+        raise ConfigError(f"invalid expire rule {_q(rule)}: {_q(word)} is not a valid {scale} value")
     v = int(word)
     if scale == "yr":
         if 99 < v < 1970:
-            raise ConfigError(f"invalid expire rule {rule!r}: year {word!r} (use 0-99 or >= 1970)")
+            raise ConfigError(f"invalid expire rule {_q(rule)}: year {_q(word)} (use 0-99 or >= 1970)")
         return v
     lo, hi = _BOUNDS[scale]
     if not lo <= v <= hi:
         hint = ""
         if scale == "wd":
             hint = "; days of the week are numbered 1=Sunday .. 7=Saturday (Time::Period)"
-        raise ConfigError(f"invalid expire rule {rule!r}: {scale} value {v} out of range {lo}-{hi}{hint}")
+        raise ConfigError(f"invalid expire rule {_q(rule)}: {scale} value {v} out of range {lo}-{hi}{hint}")
     return v
 
 
@@ -167,17 +168,17 @@ def parse_period(period: str, rule: Optional[str] = None) -> List[SubPeriod]:
         pos = 0
         for m in re.finditer(r"([a-z]*)\s*\{([^{}]*)\}\s*", sub_text):
             if m.start() != pos:
-                raise ConfigError(f"invalid expire rule {rule!r}: cannot parse {sub_text[pos:m.start()]!r}")
+                raise ConfigError(f"invalid expire rule {_q(rule)}: cannot parse {_q(sub_text[pos:m.start()])}")
             pos = m.end()
             name = m.group(1)
             scale = SCALE_CODES.get(name, name)
             if scale not in _CODES:
                 raise ConfigError(
-                    f"invalid expire rule {rule!r}: unknown scale {name!r} (use yr mo wk yd md wd hr min sec)"
+                    f"invalid expire rule {_q(rule)}: unknown scale {_q(name)} (use yr mo wk yd md wd hr min sec)"
                 )
             data = re.sub(r"(\w+)\s*-\s*(\w+)", r"\1-\2", m.group(2)).split()
             if not data:
-                raise ConfigError(f"invalid expire rule {rule!r}: empty range for {scale}")
+                raise ConfigError(f"invalid expire rule {_q(rule)}: empty range for {scale}")
             ranges: List[Range] = []
             for item in data:
                 if "-" in item:
@@ -188,7 +189,7 @@ def parse_period(period: str, rule: Optional[str] = None) -> List[SubPeriod]:
                     ranges.append((v, v))
             sub.append((scale, ranges))
         if pos != len(sub_text) or not sub:
-            raise ConfigError(f"invalid expire rule {rule!r}: cannot parse {sub_text[pos:] or sub_text!r}")
+            raise ConfigError(f"invalid expire rule {_q(rule)}: cannot parse {_q(sub_text[pos:] or sub_text)}")
         subs.append(sub)
     return subs
 
@@ -201,15 +202,15 @@ def parse_rule(text: str) -> ExpireRule:
     if "{" in rule or "}" in rule:
         m = re.match(r"^(.*\})\s*([^}]*)$", rule)
         if not m:
-            raise ConfigError(f"invalid expire rule {rule!r}: unbalanced braces")
+            raise ConfigError(f"invalid expire rule {_q(rule)}: unbalanced braces")
         period, spec = m.group(1).strip(), m.group(2).strip()
         if period.count("{") != period.count("}"):
-            raise ConfigError(f"invalid expire rule {rule!r}: unbalanced braces")
+            raise ConfigError(f"invalid expire rule {_q(rule)}: unbalanced braces")
     else:
         fields = rule.split(None, 5)
         if len(fields) < 5 or any(f.startswith("+") for f in fields[:5]):
             raise ConfigError(
-                f"invalid expire rule {rule!r}: crontab form needs MIN HR DOM MON DOW then the expire spec"
+                f"invalid expire rule {_q(rule)}: crontab form needs MIN HR DOM MON DOW then the expire spec"
             )
         spec = fields[5] if len(fields) > 5 else ""
         parts = []
@@ -217,7 +218,7 @@ def parse_rule(text: str) -> ExpireRule:
             if value == "*":
                 continue
             if "/" in value or "*" in value:
-                raise ConfigError(f"invalid expire rule {rule!r}: {name} field {value!r}: "
+                raise ConfigError(f"invalid expire rule {_q(rule)}: {name} field {_q(value)}: "
                                   "steps and partial '*' are not supported")
             parts.append("{} {{ {} }}".format(scale, value.replace(",", " ")))
         period = " ".join(parts)
@@ -226,7 +227,7 @@ def parse_rule(text: str) -> ExpireRule:
         try:
             check_expire_spec(spec)
         except ConfigError as exc:
-            raise ConfigError(f"invalid expire rule {rule!r}: {exc.message}") from None
+            raise ConfigError(f"invalid expire rule {_q(rule)}: {exc.message}") from None
     return ExpireRule(text=text.strip(), spec=spec, period=period, sub_periods=sub_periods)
 
 

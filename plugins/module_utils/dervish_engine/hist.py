@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import List
 
+from .confgrammar import read_text_file
+
 HEADER = "#IMAGE\tCREATED\tREFERECE\tEXPIRES\n"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -61,9 +63,9 @@ def parse(text: str) -> List[HistEntry]:
 
 
 def read(path) -> List[HistEntry]:
-    """Entries of a hist file in file (= creation) order; [] when it does not exist."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError:
-        return []
-    return parse(text)
+    """Entries of a hist file in file (= creation) order; [] when it does not exist.
+
+    ``ConfigError`` naming the file when it is not a regular file or cannot be read.
+    """
+    text = read_text_file(path, "hist file", missing_ok=True)
+    return [] if text is None else parse(text)

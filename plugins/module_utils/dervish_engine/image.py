@@ -49,7 +49,7 @@ from .errors import (
     os_error_text,
 )
 from .expire_rules import choose_expire
-from .summary import Summary, hook_failure_line, parse_summary, render_head, render_tail, status_is_good
+from .summary import Summary, hook_failure_line, parse_summary, read_summary, render_head, render_tail, status_is_good
 from .timespec import format_expire, parse_expire_spec, parse_image_time
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ INTERRUPTED_STATUS = "error -- interrupted (run killed)"
 TEMP_FILES = ("exclude", "fsbuffer", "rsync_error.tmp", "log.tmp")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # modules needed only once rsync has finished (or by hooks): imported while rsync runs, not before it
-AFTER_RSYNC_MODULES = (".index", ".hooks", "gzip", "bz2", "shutil")
+AFTER_RSYNC_MODULES = (".index", ".hooks", ".space", "gzip", "bz2", "shutil")
 
 
 @dataclass
@@ -110,10 +110,10 @@ def image_is_good(image_dir: Path) -> bool:
     if not (image_dir / "tree").is_dir():
         return False
     try:
-        info = parse_summary((image_dir / "summary").read_text(encoding="utf-8", errors="surrogateescape"))
+        info = read_summary(image_dir / "summary")  # refuses a FIFO instead of hanging on it
     except (OSError, DervishError):
         return False
-    return bool(info.status) and status_is_good(info.status)
+    return info is not None and bool(info.status) and status_is_good(info.status)
 
 
 def find_reference(vault_dir: Path, branch: str, reference: Optional[str], init: bool) -> Reference:
@@ -489,6 +489,10 @@ class ImageRun:
         if log.error is not None:
             problems.append(f"the log is incomplete ({os_error_text(log.error)})")
         summary.hook_failures = failures
+        if status_is_good(status):  # recorded now, so that status never has to walk the bank
+            from . import space
+
+            summary.image_bytes, summary.image_new_bytes = space.from_rsync_log(image_dir / "log")
         summary.backup_complete = datetime.now().strftime(TIME_FORMAT)
         summary.status = status
         good = status_is_good(status)

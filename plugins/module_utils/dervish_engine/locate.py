@@ -2,9 +2,16 @@
 
 Good images only (Status ``success`` or ``warn...`` and a ``Backup-complete``), optional branch
 filter, sorted by branch then newest first; each image's ``index``, ``index.gz`` or ``index.bz2`` is
-read (images without an index are skipped). The pattern is a regular expression on the last path
-component: ``[^/]*$`` is appended unless it ends in ``$``. Directories and symlinks are ignored.
-Consecutive images sharing an inode (= the same version) are grouped on one line.
+read (images without an index are skipped). Directories and symlinks are ignored. Consecutive images
+sharing an inode (= the same version) are grouped on one line.
+
+The pattern is a Python regular expression searched in the **decoded last path component** of each
+index line: the index keeps Dirvish's format (``find -ls``, where a space is ``\\ `` and every byte
+outside printable ASCII an octal escape such as ``\\303\\274``), so the name is unescaped and decoded
+as UTF-8 before matching (``ü`` finds ``\\303\\274``, ``a b`` finds ``a\\ b``). That is what
+``dirvish-locate``'s ``pattern[^/]*$`` meant, without matching across ``/``: a pattern holding ``/``,
+an empty pattern and an invalid expression are errors. Output paths stay as the index writes them
+(escaped, one line each even for a name holding a newline), as dirvish-locate prints them.
 """
 
 from __future__ import annotations
@@ -12,17 +19,21 @@ from __future__ import annotations
 import bz2
 import gzip
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .confgrammar import shorten
 from .errors import DervishError
-from .summary import parse_summary
+from .summary import read_summary
 
 MAX_PATHS = 100
 KILL_PATHS = 1000
 
-_LINE_RE = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+\s+\S+\s+\S+)\s+(\S.*)$")
+# inode blocks perms nlink owner group size (devices: "major, minor") month day time|year path
+_LINE_RE = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+,\s*\d+|\S+)"
+                      r"\s+(\S+\s+\S+\s+\S+)\s+(\S.*)$")
 
 
 @dataclass(frozen=True)
@@ -49,20 +60,55 @@ class LocateResult:
     problems: List[str] = field(default_factory=list)  # indexes that could not be read, one line each
 
 
-def full_pattern(pattern: str) -> str:
-    return pattern if pattern.endswith("$") else pattern + "[^/]*$"
+_ESCAPES = {b"\\": b"\\", b" ": b" ", b"n": b"\n", b"t": b"\t", b"r": b"\r", b"f": b"\f", b"v": b"\v",
+            b"a": b"\a", b"b": b"\b", b'"': b'"'}
+_ESCAPE_RE = re.compile(rb"\\([0-7]{3}|.)", re.S)
 
 
-def good_images(vault_dir, branch: Optional[str] = None) -> List[GoodImage]:
-    """Images of a vault whose summary says success/warning and Backup-complete, sorted for locate."""
+def _unescape(m: re.Match) -> bytes:
+    code = m.group(1)
+    return bytes([int(code, 8) & 0xFF]) if len(code) == 3 else _ESCAPES.get(code, code)
+
+
+def decode_name(escaped: str) -> str:
+    """A name as ``find -ls`` escaped it, back to text (UTF-8; other bytes as surrogates)."""
+    if "\\" not in escaped:
+        return escaped
+    raw = _ESCAPE_RE.sub(_unescape, escaped.encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def compile_pattern(pattern: str) -> re.Pattern:
+    """The regular expression for a file name; ``DervishError`` for a pattern that cannot mean one."""
+    if not pattern:
+        raise DervishError("empty pattern: give a regular expression for the file name ('.' lists every file)")
+    if "/" in pattern:
+        raise DervishError(f"pattern {shorten(pattern)} contains '/': it is matched against the file name "
+                           "(the last path component) only")
+    with warnings.catch_warnings():  # "possible nested set" and the like: the expression is used as written
+        warnings.simplefilter("ignore")
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            raise DervishError(f"invalid pattern {shorten(pattern)}: {exc}") from None
+
+
+def good_images(vault_dir, branch: Optional[str] = None, problems: Optional[List[str]] = None) -> List[GoodImage]:
+    """Images of a vault whose summary says success/warning and Backup-complete, sorted for locate.
+
+    A summary that cannot be read (e.g. a FIFO) is one line in ``problems``; the image is skipped.
+    """
     found = []
     for entry in sorted(Path(vault_dir).iterdir()):
         if entry.name == "dirvish" or not entry.is_dir():
             continue
         try:
-            text = (entry / "summary").read_text(encoding="utf-8", errors="surrogateescape")
-            info = parse_summary(text)
-        except (OSError, DervishError):
+            info = read_summary(entry / "summary")
+        except (OSError, DervishError) as exc:
+            if problems is not None:
+                problems.append(f"{exc}; image skipped")
+            continue
+        if info is None:
             continue
         status = info.status or ""
         if not (status == "success" or status.startswith("warn")) or not info.backup_complete:
@@ -90,17 +136,14 @@ def _search_index(fh, rx, image_name: str, result: LocateResult) -> None:
         if not m or m.group(3)[:1] in ("d", "l"):
             continue
         path = m.group(9)
-        if rx.search(path):
+        if rx.search(decode_name(path[path.rfind("/") + 1:])):
             result.matches.setdefault(path, []).append(Hit(image_name, m.group(1), m.group(8)))
 
 
 def locate(vault_dir, pattern: str, branch: Optional[str] = None) -> LocateResult:
-    try:
-        rx = re.compile(full_pattern(pattern))
-    except re.error as exc:
-        raise DervishError(f"invalid pattern {pattern!r}: {exc}") from exc
+    rx = compile_pattern(pattern)
     result = LocateResult(pattern)
-    for image in good_images(vault_dir, branch):
+    for image in good_images(vault_dir, branch, result.problems):
         fh = _open_index(image.path)
         if fh is None:
             continue

@@ -12,13 +12,17 @@ still find it; further ``key: value`` lines record what makes the lock verifiabl
 
 A lock is *stale* when its boot id differs from the running kernel's, or (same host) the PID is gone,
 a zombie, or a different process (start time differs). A lock written by another host is treated as
-live. The atomic check-and-take runs under ``fcntl.flock`` on ``lock_file.flock`` next to it.
+live. A lock holding only a PID (Dirvish writes nothing else) cannot be checked that way, so its PID
+must also look like its writer: a process that started after the lock file was last written (PID 1
+after a reboot, a PID reused since) or whose command line names neither dirvish nor dervish is
+not the run that took the lock. The atomic check-and-take runs under ``fcntl.flock`` on ``lock_file.flock`` next to it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -26,7 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from .errors import LockedError
+from .confgrammar import read_text_file
+from .errors import ConfigError, LockedError
 
 LOCK_NAME = "lock_file"
 FLOCK_NAME = "lock_file.flock"
@@ -41,6 +46,7 @@ class LockInfo:
     pid_start: str = ""
     started: str = ""
     image: str = ""
+    written: float = 0.0  # mtime of the lock file (not part of its text)
 
     def render(self) -> str:
         return (f"{self.pid}\nboot-id: {self.boot_id}\nhost: {self.host}\npid-start: {self.pid_start}\n"
@@ -91,12 +97,25 @@ def parse_lock(text: str) -> Optional[LockInfo]:
 
 
 def read_lock(vault_dir) -> Optional[LockInfo]:
-    """The lock of a vault, or None when there is none. An unreadable PID counts as PID 0 (stale)."""
+    """The lock of a vault, or None when there is none. An unreadable PID counts as PID 0 (stale).
+
+    A lock that is not a regular file (a FIFO would block the reader) is no run's lock: PID 0, and
+    the next run replaces it.
+    """
     try:
-        text = lock_path(vault_dir).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+        text = read_text_file(lock_path(vault_dir), "lock file", missing_ok=True)
+    except ConfigError:
+        return LockInfo(0)
+    if text is None:
         return None
-    return parse_lock(text) or LockInfo(0)
+    info = parse_lock(text)
+    if info is None:
+        return LockInfo(0)
+    try:
+        written = os.stat(str(lock_path(vault_dir))).st_mtime
+    except OSError:
+        written = 0.0
+    return LockInfo(info.pid, info.boot_id, info.host, info.pid_start, info.started, info.image, written)
 
 
 def lock_is_live(info: LockInfo) -> bool:
@@ -125,7 +144,43 @@ def lock_is_live(info: LockInfo) -> bool:
         return os.path.exists(f"/proc/{info.pid}") or not os.path.isdir("/proc/self")
     if stat[0] in ("Z", "X"):
         return False
-    return not (info.pid_start and stat[1] != info.pid_start)
+    if info.pid_start:
+        return stat[1] == info.pid_start
+    return _may_be_writer(info.pid, stat[1], info.written)
+
+
+BACKUP_COMMAND_RE = re.compile(rb"d[ei]rvish")
+CLOCK_SLACK = 2.0  # seconds: file times and the boot time are coarser than the process start
+
+
+def _boot_time() -> Optional[float]:
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _may_be_writer(pid: int, start_ticks: str, written: float) -> bool:
+    """Could the live process ``pid`` have written a PID-only lock last modified at ``written``?
+
+    No when it started after that (its PID was reused: PID 1 after a reboot), or when its command
+    line names neither dirvish nor dervish (a backup runs as ``perl /usr/sbin/dirvish ...``,
+    ``python3 /usr/local/sbin/dervish ...`` or ``python -m dervish_engine ...``). What cannot be read
+    counts as yes: a lock is only broken on evidence.
+    """
+    boot = _boot_time()
+    if written and boot is not None and start_ticks.isdigit():
+        started = boot + int(start_ticks) / os.sysconf("SC_CLK_TCK")
+        if started > written + CLOCK_SLACK:
+            return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return not cmdline or bool(BACKUP_COMMAND_RE.search(cmdline))
 
 
 def is_locked(vault_dir) -> bool:

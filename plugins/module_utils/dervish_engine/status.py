@@ -1,28 +1,36 @@
-"""``dervish status``: per vault the last good image, the last attempt, age, count and space used.
+"""``dervish status``: per vault the last good image, the last attempt, age, count and space.
 
-Space used is the vault's real disk usage: ``st_blocks * 512`` of every file, directory and link below
-the vault directory, each inode counted once (hard links shared between images are counted once).
+Cheap by default, because the nightly run calls it after every backup: only the vault directory and
+each image's ``summary`` are read. The space shown is what the last good image's summary recorded
+when it was made (``Image-bytes``: size of its files; ``Image-new-bytes``: what that run copied, the
+rest being hard links; see :mod:`space`). ``--space`` (``with_usage``) also measures each vault's real
+disk usage by walking it: ``st_blocks * 512`` of every file, directory and link below the vault
+directory, each inode counted once (hard links shared between images are counted once).
+
+A bank that is missing (an unmounted removable drive) is reported by :func:`missing_banks`, and an
+image whose summary cannot be read (not a regular file, unreadable) is one line in ``problems``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
 from .errors import DervishError
 from .lock import is_locked
-from .summary import parse_summary, status_is_good
+from .space import disk_usage
+from .summary import read_summary, status_is_good
 from .timespec import format_time, parse_time
 
 
 @dataclass
 class VaultStatus:
+    """One vault's row. ``last_good_bytes``/``last_good_new_bytes``: recorded by the image (None when
+    unknown, e.g. an image Dirvish made); ``bytes_used``: measured, only with ``--space``."""
+
     vault: str
     bank: str
     path: str
@@ -33,40 +41,14 @@ class VaultStatus:
     last_attempt: Optional[str] = None
     last_attempt_status: Optional[str] = None
     age_seconds: Optional[int] = None
-    bytes_used: int = 0
+    last_good_bytes: Optional[int] = None
+    last_good_new_bytes: Optional[int] = None
+    bytes_used: Optional[int] = None
     running: bool = False
+    problems: List[str] = field(default_factory=list)
 
 
-def disk_usage(path) -> int:
-    """Bytes allocated below ``path``; an inode reached through several hard links counts once."""
-    seen = set()
-    total = 0
-    stack = [os.fspath(path)]
-    while stack:
-        current = stack.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    continue
-                seen.add(key)
-            total += st.st_blocks * 512
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(entry.path)
-    with contextlib.suppress(OSError):
-        total += os.lstat(path).st_blocks * 512
-    return total
-
-
-def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = True) -> VaultStatus:
+def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = False) -> VaultStatus:
     vault_dir = Path(vault_dir)
     now = now or datetime.now()
     vs = VaultStatus(vault_dir.name, str(vault_dir.parent), str(vault_dir))
@@ -75,8 +57,11 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = T
         if entry.name == "dirvish" or not entry.is_dir() or entry.is_symlink():
             continue
         try:
-            s = parse_summary((entry / "summary").read_text(encoding="utf-8", errors="surrogateescape"))
-        except (OSError, DervishError):
+            s = read_summary(entry / "summary")
+        except (OSError, DervishError) as exc:
+            vs.problems.append(f"{exc}; image {entry.name} not counted")
+            continue
+        if s is None:
             continue
         started = parse_time(s.backup_begin) or parse_time(s.image_now) or datetime.min
         attempts.append((started, entry.name, s))
@@ -93,6 +78,7 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = T
         dummy, name, s = max(good, key=lambda a: (parse_time(a[2].backup_complete) or datetime.min, a[0], a[1]))
         vs.last_good = name
         vs.last_good_complete = s.backup_complete
+        vs.last_good_bytes, vs.last_good_new_bytes = s.image_bytes, s.image_new_bytes
         done = parse_time(s.backup_complete)
         if done is not None:
             vs.age_seconds = max(0, int((now - done).total_seconds()))
@@ -100,6 +86,15 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = T
     if with_usage:
         vs.bytes_used = disk_usage(vault_dir)
     return vs
+
+
+def missing_banks(banks) -> List[str]:
+    """Banks that are not directories: an unmounted drive must not look like an empty site."""
+    return [str(bank) for bank in banks if not Path(bank).is_dir()]
+
+
+def missing_bank_message(bank: str) -> str:
+    return f"bank {bank} does not exist or is not a directory (is the backup drive mounted?)"
 
 
 def vault_dirs(banks) -> List[Path]:
@@ -113,11 +108,14 @@ def vault_dirs(banks) -> List[Path]:
     return found
 
 
-def collect(master, now: Optional[datetime] = None) -> List[VaultStatus]:
-    return [vault_status(v, now) for v in vault_dirs(master.banks)]
+def collect(master, now: Optional[datetime] = None, with_usage: bool = False) -> List[VaultStatus]:
+    """Every vault of every bank; ``with_usage`` walks each vault (``--space``)."""
+    return [vault_status(v, now, with_usage) for v in vault_dirs(master.banks)]
 
 
-def human_bytes(n: int) -> str:
+def human_bytes(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
     value = float(n)
     for unit in ("B", "K", "M", "G", "T"):
         if value < 1024 or unit == "T":
@@ -139,13 +137,16 @@ def human_age(seconds: Optional[int]) -> str:
     return f"{minutes}m"
 
 
-def render_table(rows: List[VaultStatus]) -> str:
-    header = ("VAULT", "LAST GOOD", "AGE", "LAST ATTEMPT", "STATUS", "IMAGES", "USED")
+def render_table(rows: List[VaultStatus], with_usage: bool = False) -> str:
+    """SIZE / NEW: the last good image's recorded size and what it added; USED (``--space``): measured."""
+    header = ("VAULT", "LAST GOOD", "AGE", "LAST ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW") + (
+        ("USED",) if with_usage else ())
     lines = [header]
     for r in rows:
         status = (r.last_attempt_status or "-") + (" [running]" if r.running else "")
-        lines.append((r.vault, r.last_good or "-", human_age(r.age_seconds), r.last_attempt or "-", status,
-                      f"{r.good_images}/{r.images}", human_bytes(r.bytes_used)))
+        row = (r.vault, r.last_good or "-", human_age(r.age_seconds), r.last_attempt or "-", status,
+               f"{r.good_images}/{r.images}", human_bytes(r.last_good_bytes), human_bytes(r.last_good_new_bytes))
+        lines.append(row + ((human_bytes(r.bytes_used),) if with_usage else ()))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
     out = []
     for row in lines:
@@ -154,6 +155,7 @@ def render_table(rows: List[VaultStatus]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_json(rows: List[VaultStatus], now: Optional[datetime] = None) -> str:
-    doc = {"generated": format_time(now or datetime.now()), "vaults": [asdict(r) for r in rows]}
+def render_json(rows: List[VaultStatus], now: Optional[datetime] = None, missing: Optional[List[str]] = None) -> str:
+    doc = {"generated": format_time(now or datetime.now()), "vaults": [asdict(r) for r in rows],
+           "missing_banks": list(missing or ())}
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"

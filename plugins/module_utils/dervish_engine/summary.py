@@ -26,13 +26,18 @@ Layout written by Dirvish 1.2.1 (dirvish:496-534, 555, 756-799) and reproduced h
     <blank>
     ACTION: rsync ...
     Backup-begin: YYYY-MM-DD HH:MM:SS   <- end of render_head (omitted when not yet begun: dry run)
-    post-client failed (3)              <- hook failure lines, Backup-complete, Status: render_tail
+    Image-bytes: 123456789              <- render_tail: dervish only, rsync's figures (module space)
+    Image-new-bytes: 4567                  when known; then hook failure lines, Backup-complete, Status
+    post-client failed (3)
     Backup-complete: YYYY-MM-DD HH:MM:SS
     Status: success
 
 Times are kept as the text written (``YYYY-MM-DD HH:MM:SS``); use ``timespec.format_time`` /
 ``timespec.parse_time`` to convert. The file stays readable by Dirvish's own tools (which read it
 with the config grammar); values are written verbatim, so a ``#`` in a value is cut off there.
+``Image-bytes``/``Image-new-bytes`` are capitalised like Dirvish's own run-time keys: Dirvish's tools
+look summary keys up by name, so these change nothing for them (tests/integration/engine/
+test_dirvish_interop.py runs dirvish-locate and dirvish on such banks).
 """
 
 from __future__ import annotations
@@ -62,8 +67,9 @@ class Summary:
     ``expire`` is the full ``Expire:`` value (``+15 days == 2026-12-11 12:24:14`` or ``Never``).
     ``set_flags`` / ``unset_flags`` are the boolean names of the SET / UNSET lines.
     ``extra`` holds the long-summary options (key -> str or list of str); non-empty only in long
-    mode. ``hook_failures`` holds lines like ``post-client failed (3)``. ``status`` is the text
-    after ``Status:`` (None while running or after a hook failure that stopped the run).
+    mode. ``hook_failures`` holds lines like ``post-client failed (3)``. ``image_bytes`` is the size
+    of the files in the tree and ``image_new_bytes`` what the run copied (the rest are hard links).
+    ``status`` is the text after ``Status:`` (None while running or after a hook failure that stopped the run).
     ``other`` keeps lines a parser did not understand (never rendered).
     """
 
@@ -88,6 +94,8 @@ class Summary:
     action: Optional[str] = None
     backup_begin: Optional[str] = None
     hook_failures: List[str] = field(default_factory=list)
+    image_bytes: Optional[int] = None
+    image_new_bytes: Optional[int] = None
     backup_complete: Optional[str] = None
     status: Optional[str] = None
     other: List[str] = field(default_factory=list)
@@ -145,8 +153,13 @@ def render_head(s: Summary) -> str:
 
 
 def render_tail(s: Summary) -> str:
-    """Hook-failure lines, ``Backup-complete:`` and ``Status:`` (each only when set)."""
-    lines = list(s.hook_failures)
+    """The space figures, hook-failure lines, ``Backup-complete:`` and ``Status:`` (each only when set).
+
+    Hook-failure lines stay right before ``Backup-complete:``, where Dirvish writes them.
+    """
+    lines = [f"{key}: {value}" for key, value in (("Image-bytes", s.image_bytes),
+                                                  ("Image-new-bytes", s.image_new_bytes)) if value is not None]
+    lines.extend(s.hook_failures)
     if s.backup_complete:
         lines.append(f"Backup-complete: {s.backup_complete}")
     if s.status is not None:
@@ -157,6 +170,16 @@ def render_tail(s: Summary) -> str:
 def render(s: Summary) -> str:
     """The whole file (head + tail)."""
     return render_head(s) + render_tail(s)
+
+
+def read_summary(path) -> Optional[Summary]:
+    """Parse the summary file ``path``; None when there is none (the directory is not an image).
+
+    ``ConfigError`` naming the file when it is not a regular file (a FIFO must not hang status,
+    expire or locate) or cannot be read.
+    """
+    text = g.read_text_file(path, "summary", missing_ok=True)
+    return None if text is None else parse_summary(text)
 
 
 def parse_summary(text: str) -> Summary:
@@ -200,6 +223,8 @@ def parse_summary(text: str) -> Summary:
             s.backup_complete = value
         elif key == "Status":
             s.status = value
+        elif key in ("Image-bytes", "Image-new-bytes") and value.isdigit():
+            setattr(s, "image_bytes" if key == "Image-bytes" else "image_new_bytes", int(value))
         elif key in _BY_KEY and not (after_flags and key in ("client", "tree", "rsh", "vault", "branch")):
             setattr(s, _BY_KEY[key], value)
         elif not after_action:

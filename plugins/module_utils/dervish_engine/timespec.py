@@ -33,6 +33,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Optional
 
+from .confgrammar import shorten
 from .errors import ConfigError
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -142,11 +143,11 @@ def parse_expire_spec(spec: Optional[str], base: datetime) -> Optional[datetime]
         return absolute
     amounts = _parse_relative(text)
     if amounts is None:
-        raise ConfigError(f"invalid expire spec {spec!r}: {SPEC_HELP}")
+        raise ConfigError(f"invalid expire spec {shorten(spec)}: {SPEC_HELP}")
     try:
         return apply_relative(_local(base), amounts)
     except (ValueError, OverflowError):
-        raise ConfigError(f"expire spec {spec!r} reaches beyond the dates this system can represent") from None
+        raise ConfigError(f"expire spec {shorten(spec)} reaches beyond the dates this system can represent") from None
 
 
 def _clock(text: str):
@@ -173,7 +174,7 @@ def parse_image_time(text: str, now: datetime) -> datetime:
     try:
         return _parse_image_time(text, now)
     except (ValueError, OverflowError):
-        raise ConfigError(f"image time {text!r} lies beyond the dates this system can represent") from None
+        raise ConfigError(f"image time {shorten(text)} lies beyond the dates this system can represent") from None
 
 
 def _parse_image_time(text: str, now: datetime) -> datetime:
@@ -230,8 +231,8 @@ def _parse_image_time(text: str, now: datetime) -> datetime:
             secs = amounts.get("hours", 0) * 3600 + amounts.get("minutes", 0) * 60 + amounts.get("seconds", 0)
             return add_elapsed(back, -secs)
     raise ConfigError(
-        f"invalid image time {raw!r} (expected 'now', 'HH:MM[:SS]', 'yesterday HH:MM', 'YYYY-MM-DD [HH:MM[:SS]]' "
-        "or 'N units ago')"
+        f"invalid image time {shorten(raw)} (expected 'now', 'HH:MM[:SS]', 'yesterday HH:MM', "
+        "'YYYY-MM-DD [HH:MM[:SS]]' or 'N units ago')"
     )
 
 
@@ -269,5 +270,5 @@ def parse_expire_field(text: Optional[str]) -> Optional[datetime]:
         return None
     when = _parse_absolute(value)
     if when is None:
-        raise ConfigError(f"invalid expiration time {text!r}")
+        raise ConfigError(f"invalid expiration time {shorten(text)}")
     return when

@@ -268,14 +268,15 @@ def test_locate_and_status_on_real_images(bank, small_tree):
     assert lines[lines.index(path0) + 1].endswith(" i3, i2, i1")
     status = bank.run("status", check=0)
     assert status.stdout.splitlines()[0].split() == [
-        "VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "USED"]
+        "VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW"]
     row = status.stdout.splitlines()[1].split()
     assert row[0] == "v1" and row[1] == "i3" and row[3] == "i3" and row[4] == "success" and row[5] == "3/3"
     import json
 
-    doc = json.loads(bank.run("status", "--json", check=0).stdout)
+    doc = json.loads(bank.run("status", "--json", "--space", check=0).stdout)
     v = doc["vaults"][0]
     assert v["last_good"] == "i3" and v["images"] == 3 and v["bytes_used"] > 0 and v["running"] is False
+    assert v["last_good_bytes"] > 0 and v["last_good_new_bytes"] == 0  # nothing changed between i2 and i3
     assert vault.is_dir()
 
 

@@ -96,20 +96,21 @@ def test_never_expires(bank):
     assert plan.remove == [] and (bank / "v" / keep.name).exists()
 
 
-def test_failed_images_are_tidied_or_expire(bank):
+def test_failed_images_are_kept_until_they_expire(bank):
     failed_old = make_image(bank, "v", NOW - 10 * DAY, status="error (23) -- partial transfer")
     killed_old = make_image(bank, "v", NOW - 9 * DAY, complete=False)
+    killed_expired = make_image(bank, "v", NOW - 20 * DAY, complete=False)
     good = make_image(bank, "v", NOW - 5 * DAY)
     failed_new = make_image(bank, "v", NOW - 2 * DAY, status="fatal error (12) -- filesystem full", tree=False)
     failed_expired = make_image(bank, "w", NOW - 30 * DAY, status="error (30) -- timeout")
     failed_young = make_image(bank, "w", NOW - 3 * DAY, status="error (30) -- timeout")
     plan = plan_expiry(scan_images([bank]), NOW, is_busy=not_busy)
-    assert sorted(names(plan.remove)) == sorted([failed_old.name, killed_old.name, failed_expired.name])
-    assert "newer good image" in plan.reasons[str(failed_old)]
-    assert "unfinished image" in plan.reasons[str(killed_old)]
-    assert "expired" in plan.reasons[str(failed_expired)]
+    # a newer good image does not shorten a failed image's life: it stays for inspection until it expires
+    assert sorted(names(plan.remove)) == sorted([killed_expired.name, failed_expired.name])
+    assert "unfinished image, expired" in plan.reasons[str(killed_expired)]
+    assert "failed image, expired" in plan.reasons[str(failed_expired)]
     apply_plan(plan, log=lambda _m: None)
-    assert good.exists() and failed_new.exists() and failed_young.exists()
+    assert all(p.exists() for p in (good, failed_new, failed_young, failed_old, killed_old))
 
 
 def test_busy_vault_keeps_every_image(bank):
@@ -149,7 +150,7 @@ def test_an_interrupted_removal_is_finished_and_never_looks_good(bank):
 
 def test_default_busy_check_uses_the_vault_lock(bank):
     make_image(bank, "v", NOW - 20 * DAY)
-    killed = make_image(bank, "v", NOW - 10 * DAY, complete=False, name="killed")
+    killed = make_image(bank, "v", NOW - 10 * DAY, complete=False, name="killed", expire_days=5)
     make_image(bank, "v", NOW - 5 * DAY)
     plan = plan_expiry(scan_images([bank]), NOW)  # no lock file: not busy
     assert "killed" in names(plan.remove)

@@ -50,14 +50,14 @@ def test_grouping_and_layout(tmp_path):
         "/src/a.txt\n"
         "    Nov 27 09:00 warn, i3\n"
         "    Nov 26 14:18 i2, i1\n\n")
-    everything = locate.locate(v, "/[ab]")
+    everything = locate.locate(v, r"^[ab]\.txt$")
     assert sorted(everything.matches) == ["/src/a.txt", "/src/b.txt"]
     assert [h.image for h in everything.matches["/src/a.txt"]] == ["warn", "i3", "i2", "i1", "other"]
 
 
 def test_pattern_rules():
-    assert locate.full_pattern("foo") == "foo[^/]*$"
-    assert locate.full_pattern("foo$") == "foo$"
+    # dirvish-locate's "foo[^/]*$" on the path == a search for "foo" in the last component
+    assert locate.compile_pattern("foo").search("xfooy") and not locate.compile_pattern("foo$").search("fooy")
 
 
 def test_wrapping_and_too_vague(tmp_path):

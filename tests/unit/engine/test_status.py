@@ -32,7 +32,7 @@ def test_vault_status(tmp_path):
     (v / "junk").mkdir()  # no summary: not an image
     (a / "tree" / "big").write_bytes(b"x" * 100_000)
     os.link(a / "tree" / "big", b / "tree" / "big")
-    vs = status.vault_status(v, now=datetime(2026, 11, 21, 12, 5, 0))
+    vs = status.vault_status(v, now=datetime(2026, 11, 21, 12, 5, 0), with_usage=True)
     assert (vs.images, vs.good_images, vs.last_good, vs.last_attempt) == (4, 2, "b", "d")
     assert vs.last_attempt_status == "interrupted (no Status)"
     assert vs.age_seconds == 2 * 3600 and not vs.running
@@ -57,7 +57,7 @@ def test_render_table_and_json(tmp_path):
     rows = status.collect(SimpleNamespace(banks=[bank]), now=datetime(2026, 11, 22, 10, 5))
     assert [r.vault for r in rows] == ["v"]
     table = status.render_table(rows).splitlines()
-    assert table[0].split() == ["VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "USED"]
+    assert table[0].split() == ["VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW"]
     assert table[1].split()[:6] == ["v", "a", "2d00h", "a", "success", "1/1"]
     doc = json.loads(status.render_json(rows))
     assert doc["vaults"][0]["last_good_complete"] == "2026-11-20 10:05:00"
