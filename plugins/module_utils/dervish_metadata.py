@@ -503,6 +503,40 @@ def read_dir(path: str) -> Optional[Dict[str, bytes]]:
     return files
 
 
+def _comparable(files: Dict[str, bytes]) -> Dict[str, bytes]:
+    # the collection time differs on every run; it alone is no change
+    out = dict(files)
+    if METADATA_JSON in out:
+        try:
+            data = json.loads(out[METADATA_JSON])
+        except ValueError:
+            return out
+        if isinstance(data, dict):
+            data.pop("collected_at", None)
+        out[METADATA_JSON] = json.dumps(data, sort_keys=True).encode()
+    return out
+
+
+def layout_changes(collected: Dict[str, Any], path: str) -> Dict[str, str]:
+    """What writing ``collected`` as the layout ``path`` would do, by relative file name: ``added``,
+    ``changed`` or ``removed`` (``collected_at`` alone is not a change). Empty: nothing to write."""
+    try:
+        old = read_dir(path)
+    except OSError as exc:
+        raise MetadataError(f"cannot read existing metadata in {path}: {exc.strerror or exc}") from exc
+    new = _comparable(render_files(collected))
+    old = _comparable(old or {})
+    changes = {}
+    for name in sorted(set(old) | set(new)):
+        if name not in old:
+            changes[name] = "added"
+        elif name not in new:
+            changes[name] = "removed"
+        elif old[name] != new[name]:
+            changes[name] = "changed"
+    return changes
+
+
 def write_metadata_dir(collected: Dict[str, Any], path: str) -> List[str]:
     """Write the layout for ``collected`` (a ``Collection.to_dict()``) as directory ``path``.
 
