@@ -47,6 +47,11 @@ packages          ``dpkg --get-selections`` (or ``rpm -qa`` without dpkg)       
 is the parsed form (lsblk tree, fstab entries, md arrays, LVM reports, EFI entries, ...). It is also
 exactly what ``dervish-metadata`` prints on stdout.
 
+lsblk takes FSTYPE, UUID and LABEL from the udev database and does not probe when libudev answers,
+so without udevd (containers, rescue systems) they are null: the parsed ``lsblk`` data then gets them
+from ``blkid``'s probe (such devices are marked ``"filled_from": "blkid"``); ``lsblk.json`` stays
+lsblk's own output.
+
 Which block devices are disks: the top-level devices of ``lsblk`` with type ``disk`` and a non-zero
 size, plus loop devices that carry a partition table (they have partitions as children). The second
 rule is for the lab, where loop devices stand in for disks; a plain loop device (a mounted image
@@ -203,6 +208,35 @@ def disks_from_lsblk(tree: Dict[str, Any]) -> List[str]:
         if kind == "disk" or (kind == "loop" and has_parts):
             disks.append(name)
     return disks
+
+
+BLKID_TO_LSBLK = {"TYPE": "fstype", "UUID": "uuid", "LABEL": "label", "PARTUUID": "partuuid", "PARTLABEL": "partlabel"}
+
+
+def fill_from_blkid(tree: Dict[str, Any], blkid: Dict[str, Dict[str, str]]) -> List[str]:
+    """Fill the filesystem columns that lsblk left empty from ``blkid``'s probe, in place.
+
+    lsblk takes these columns from the udev database and does not probe when libudev answers, so on a
+    host without udevd (containers, rescue systems) every FSTYPE, UUID and LABEL is null. Returns the
+    paths of the devices that got values; they are marked ``"filled_from": "blkid"``.
+    """
+    filled = []
+
+    def walk(devices: Sequence[Dict[str, Any]]) -> None:
+        for dev in devices:
+            tags = blkid.get(dev.get("path") or f"/dev/{dev.get('kname') or dev.get('name')}") or {}
+            changed = False
+            for tag, column in BLKID_TO_LSBLK.items():
+                if dev.get(column) is None and tags.get(tag):
+                    dev[column] = tags[tag]
+                    changed = True
+            if changed:
+                dev["filled_from"] = "blkid"
+                filled.append(dev.get("path") or dev.get("name"))
+            walk(dev.get("children") or [])
+
+    walk(tree.get("blockdevices") or [])
+    return filled
 
 
 def parse_key_values(text: str) -> Dict[str, str]:
@@ -413,9 +447,11 @@ def collect(*, runner: Runner = subprocess.run, which: Callable[[str], Optional[
         item = col.add(tool(f"sfdisk/{disk}", ["sfdisk", "--dump", f"/dev/{disk}"]))
         if item.status == FAILED and "does not contain a recognized partition table" in item.stderr:
             item.status = NOT_PRESENT
-    col.add(_parse(tool("blkid", ["blkid", "-c", "/dev/null"]), parse_blkid))
-    if col.items["blkid"].status == FAILED and col.items["blkid"].rc == 2 and not col.items["blkid"].output:
-        col.items["blkid"].status = NOT_PRESENT  # blkid exits 2 when no device has a known type
+    blkid = col.add(_parse(tool("blkid", ["blkid", "-c", "/dev/null"]), parse_blkid))
+    if blkid.status == FAILED and blkid.rc == 2 and not blkid.output:
+        blkid.status = NOT_PRESENT  # blkid exits 2 when no device has a known type
+    if lsblk.status == OK and blkid.status == OK:
+        fill_from_blkid(lsblk.data, blkid.data)
     col.add(_parse(tool("df", ["df", "-P", "-T", "-l"]), parse_df))
     col.add(_parse(read_item("fstab", ["/etc/fstab"], root), lambda t: parse_table(t, FSTAB_FIELDS)))
     col.add(_parse(read_item("mounts", ["/proc/self/mounts"], root), lambda t: parse_table(t, FSTAB_FIELDS)))

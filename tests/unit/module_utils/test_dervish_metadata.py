@@ -38,6 +38,22 @@ def test_flatten_lsblk_keeps_every_level():
     assert "vg0-root" in names and all("children" not in d for d in md.flatten_lsblk({"blockdevices": []}))
 
 
+def test_fill_from_blkid_only_fills_what_lsblk_left_empty():
+    # lsblk without udevd: no FSTYPE/UUID/LABEL; blkid's probe has them
+    tree = {"blockdevices": [{"name": "loop3", "path": "/dev/loop3", "type": "loop", "fstype": None, "uuid": None,
+                              "children": [
+                                  {"name": "loop3p2", "path": "/dev/loop3p2", "type": "part", "fstype": None,
+                                   "uuid": None, "label": None, "partuuid": None, "partlabel": "keep"}]}]}
+    blkid = {"/dev/loop3p2": {"TYPE": "ext4", "UUID": "u-1", "LABEL": "data", "PARTUUID": "p-1", "PARTLABEL": "x"}}
+    assert md.fill_from_blkid(tree, blkid) == ["/dev/loop3p2"]
+    part = tree["blockdevices"][0]["children"][0]
+    assert part == {"name": "loop3p2", "path": "/dev/loop3p2", "type": "part", "fstype": "ext4", "uuid": "u-1",
+                    "label": "data", "partuuid": "p-1", "partlabel": "keep", "filled_from": "blkid"}
+    assert "filled_from" not in tree["blockdevices"][0]
+    full = json.loads(fixture("lsblk.json"))
+    assert md.fill_from_blkid(full, md.parse_blkid(fixture("blkid.txt"))) == []  # udev had everything
+
+
 def test_parse_lvm_reports():
     pvs = md.parse_lvm_report(fixture("pvs.json"), "pv")
     vgs = md.parse_lvm_report(fixture("vgs.json"), "vg")
