@@ -28,6 +28,7 @@ blkid             ``blkid -c /dev/null`` (probed now, not blkid's cache)        
 df                ``df -P -T -l`` (local filesystems only: a hung NFS server must      ``df.txt``
                   not hang the nightly run; ``mounts`` has the network ones)
 fstab             file ``/etc/fstab``                                                  ``fstab``
+crypttab          file ``/etc/crypttab`` (dm-crypt devices opened at boot)             ``crypttab``
 mounts            file ``/proc/self/mounts``                                          ``mounts``
 swaps             file ``/proc/swaps``                                                ``swaps``
 mdstat            file ``/proc/mdstat`` (absent: not present)                          ``mdstat``
@@ -115,6 +116,7 @@ LAYOUT_FILES = {
     "blkid": "blkid.txt",
     "df": "df.txt",
     "fstab": "fstab",
+    "crypttab": "crypttab",
     "mounts": "mounts",
     "swaps": "swaps",
     "mdstat": "mdstat",
@@ -454,6 +456,8 @@ def collect(*, runner: Runner = subprocess.run, which: Callable[[str], Optional[
         fill_from_blkid(lsblk.data, blkid.data)
     col.add(_parse(tool("df", ["df", "-P", "-T", "-l"]), parse_df))
     col.add(_parse(read_item("fstab", ["/etc/fstab"], root), lambda t: parse_table(t, FSTAB_FIELDS)))
+    col.add(_parse(read_item("crypttab", ["/etc/crypttab"], root),
+                   lambda t: parse_table(t, ("target", "source", "key_file", "options"))))
     col.add(_parse(read_item("mounts", ["/proc/self/mounts"], root), lambda t: parse_table(t, FSTAB_FIELDS)))
     col.add(_parse(read_item("swaps", ["/proc/swaps"], root), parse_swaps))
 

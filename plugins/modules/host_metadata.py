@@ -14,7 +14,7 @@ description:
   - Collects what a bare-metal restore needs besides the backed-up trees, by running each tool with a fixed
     argument list (no shell) on the host - the partition table of every disk (C(sfdisk --dump), accepted as
     is by C(sfdisk) to recreate the table), C(lsblk --json) with types, sizes, UUIDs, labels and mount points,
-    C(blkid), C(df), C(/etc/fstab), C(/proc/mounts), C(/proc/swaps), md RAID (C(/proc/mdstat),
+    C(blkid), C(df), C(/etc/fstab), C(/etc/crypttab), C(/proc/mounts), C(/proc/swaps), md RAID (C(/proc/mdstat),
     C(mdadm --detail --scan --verbose)), LVM (C(pvs), C(vgs), C(lvs) as JSON), the boot loader (BIOS or EFI
     from C(/sys/firmware/efi), the EFI boot entries from C(efibootmgr -v), grub's install devices from
     debconf's C(grub-pc/install_devices)), the kernel (C(uname -a)), C(os-release), the host name and the
@@ -84,8 +84,8 @@ RETURN = r"""
 metadata:
   description:
     - The whole collection, as C(dervish-metadata) prints it and as C(metadata.json) holds it.
-    - C(items) maps each item name (C(lsblk), C(sfdisk/sda), C(blkid), C(df), C(fstab), C(mounts), C(swaps),
-      C(mdstat), C(mdadm), C(pvs), C(vgs), C(lvs), C(efibootmgr), C(grub-pc), C(os-release), C(uname),
+    - C(items) maps each item name (C(lsblk), C(sfdisk/sda), C(blkid), C(df), C(fstab), C(crypttab), C(mounts),
+      C(swaps), C(mdstat), C(mdadm), C(pvs), C(vgs), C(lvs), C(efibootmgr), C(grub-pc), C(os-release), C(uname),
       C(hostname), C(packages)) to its C(command) or C(source) file, C(rc), C(status), C(output), C(stderr)
       and parsed C(data).
     - "C(status) is one of C(ok), C(failed), C(skipped: tool missing) or C(skipped: not present)."

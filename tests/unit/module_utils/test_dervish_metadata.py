@@ -160,6 +160,8 @@ class Replay:
 def fake_root(tmp_path: Path, efi: bool) -> Path:
     root = tmp_path / "root"
     for rel, text in {"etc/fstab": "UUID=5e4d / ext4 defaults 0 1\n",
+                      "etc/crypttab": "# <target name> <source device> <key file> <options>\n"
+                                      "sda3_crypt UUID=8d1f2e3c-4b5a-6978 none luks,discard\n",
                       "proc/self/mounts": "/dev/md0 /boot ext4 rw 0 0\n",
                       "proc/swaps": "Filename Type Size Used Priority\n", "proc/mdstat": "Personalities : [raid1]\n",
                       "usr/lib/os-release": "ID=debian\n", "proc/sys/kernel/hostname": "fileserver\n"}.items():
@@ -204,6 +206,8 @@ def test_collect_everything_present(tmp_path):
     assert items["grub-pc"].status == md.NOT_PRESENT and col.boot["grub_install_devices"] == []
     assert items["os-release"].source == "/usr/lib/os-release" and items["os-release"].data == {"ID": "debian"}
     assert items["hostname"].data == "fileserver" and items["packages"].data == 2
+    assert items["crypttab"].data == [{"target": "sda3_crypt", "source": "UUID=8d1f2e3c-4b5a-6978", "key_file": "none",
+                                       "options": "luks,discard"}]
     assert col.failed == []
     assert all(call[0].startswith("/usr/sbin/") for call in runner.calls)  # resolved, never through a shell
 
@@ -223,7 +227,7 @@ def test_collect_tools_missing_and_nothing_present(tmp_path):
     items = col.items
     for name in ("mdadm", "pvs", "vgs", "lvs"):
         assert items[name].status == md.TOOL_MISSING, name
-    for name in ("fstab", "mounts", "swaps", "mdstat", "os-release", "efibootmgr", "blkid"):
+    for name in ("fstab", "crypttab", "mounts", "swaps", "mdstat", "os-release", "efibootmgr", "blkid"):
         assert items[name].status == md.NOT_PRESENT, name
     assert col.boot == {"firmware": "bios", "efi": None,
                         "grub_install_devices": md.grub_devices(md.parse_debconf_show(
@@ -258,7 +262,8 @@ def test_write_metadata_dir_layout_and_modes(tmp_path):
     dest.parent.mkdir()
     written = md.write_metadata_dir(data, str(dest))
     assert written == sorted([
-        "sfdisk/sda.dump", "sfdisk/loop1.dump", "lsblk.json", "blkid.txt", "df.txt", "fstab", "mounts", "swaps",
+        "sfdisk/sda.dump", "sfdisk/loop1.dump", "lsblk.json", "blkid.txt", "df.txt", "fstab", "crypttab", "mounts",
+        "swaps",
         "mdstat", "mdadm.conf", "efibootmgr.txt", "os-release", "uname.txt", "hostname", "packages.txt",
         "lvm.json", "boot.json", "metadata.json"])
     assert (dest / "sfdisk" / "sda.dump").read_text() == fixture("sfdisk-dump-gpt.txt")  # byte for byte
