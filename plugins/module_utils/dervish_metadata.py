@@ -359,7 +359,7 @@ def parse_efibootmgr(text: str) -> Dict[str, Any]:
         elif line.startswith("Boot") and len(line) > 8 and line[4:8].isalnum() and line[8] in "* ":
             rest = line[9:].strip()
             # efibootmgr separates label and device path by a tab (older ones by blanks only)
-            label, _, path = rest.partition("\t")
+            label, _tab, path = rest.partition("\t")
             result["entries"].append({
                 "number": line[4:8], "active": line[8] == "*", "label": label.strip(), "path": path.strip(),
             })
@@ -372,7 +372,7 @@ def parse_debconf_show(text: str) -> Dict[str, str]:
     for line in text.splitlines():
         line = line.lstrip("* ").rstrip()
         if ": " in line or line.endswith(":"):
-            key, _, value = line.partition(":")
+            key, _colon, value = line.partition(":")
             answers[key.strip()] = value.strip()
     return answers
 
@@ -659,4 +659,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
