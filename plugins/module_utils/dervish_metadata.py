@@ -33,14 +33,16 @@ mounts            file ``/proc/self/mounts``                                    
 swaps             file ``/proc/swaps``                                                ``swaps``
 mdstat            file ``/proc/mdstat`` (absent: not present)                          ``mdstat``
 mdadm             ``mdadm --detail --scan --verbose`` (mdadm.conf syntax)             ``mdadm.conf``
-pvs, vgs, lvs     ``pvs|vgs|lvs --reportformat json --units b --nosuffix -a -o ...``  ``lvm.json`` (all three)
+pvs, vgs, lvs     ``pvs|vgs|lvs --reportformat json --units b --nosuffix -o ...``     ``lvm.json`` (all three)
+                  (``lvs -a``: hidden internal volumes too)
 efibootmgr        ``efibootmgr -v`` (only when booted by EFI)                          ``efibootmgr.txt``
 grub-pc           ``debconf-show grub-pc`` (the devices grub-install writes to)        ``debconf-grub-pc.txt``
 boot              derived: firmware, grub devices, EFI entries (no command)           ``boot.json``
 os-release        file ``/etc/os-release`` (or ``/usr/lib/os-release``)                ``os-release``
 uname             ``uname -a``                                                         ``uname.txt``
 hostname          file ``/proc/sys/kernel/hostname``                                  ``hostname``
-packages          ``dpkg --get-selections`` (or ``rpm -qa`` without dpkg)              ``packages.txt``
+packages          ``dpkg --get-selections`` (``dpkg --set-selections`` reads it back;   ``packages.txt``
+                  ``rpm -qa`` without dpkg)
 ================  ==================================================================  ======================
 
 ``metadata.json`` holds everything for programs: ``{"format": 1, "collected_at": ..., "disks": [...],
