@@ -172,6 +172,8 @@ def test_shipped_logrotate_rules_rotate_with_dates(lab: Lab, provisioned) -> Non
     debug = lab.ssh(lab.server, "logrotate -d /etc/logrotate.d/dervish 2>&1")
     assert "error" not in debug.stdout.lower(), debug.stdout
     assert f"{LOG}" in debug.stdout and DRIVELOG in debug.stdout
+    # dateext rotates a log once a day: earlier tests' rotations of today must not block this one
+    lab.ssh(lab.server, f"rm -f /var/log/dervish/backup.log-{today}* {DRIVELOG}-{today}*")
     lab.ssh(lab.server, "logrotate -f -s /root/lr.state /etc/logrotate.d/dervish")
     files = lab.ssh(lab.server, f"ls /var/log/dervish /var/log | grep -E '(backup.log|backup_drivelog)-{today}'").stdout
     assert f"backup.log-{today}" in files and f"backup_drivelog-{today}" in files, files
@@ -180,6 +182,7 @@ def test_shipped_logrotate_rules_rotate_with_dates(lab: Lab, provisioned) -> Non
     lab.ssh("laptop1", "test -s /var/log/dervish-gate.log || echo seed >> /var/log/dervish-gate.log")
     debug = lab.ssh("laptop1", "logrotate -d /etc/logrotate.d/dervish-gate 2>&1")
     assert "error" not in debug.stdout.lower() and "/var/log/dervish-gate.log" in debug.stdout, debug.stdout
+    lab.ssh("laptop1", f"rm -f /var/log/dervish-gate.log-{today}*")
     lab.ssh("laptop1", "logrotate -f -s /root/lr.state /etc/logrotate.d/dervish-gate")
     assert f"dervish-gate.log-{today}" in lab.ssh("laptop1", "ls /var/log").stdout
 
