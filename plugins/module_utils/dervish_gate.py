@@ -183,6 +183,24 @@ def is_below(comps: Sequence[str], tree_comps: Sequence[str]) -> bool:
 
 
 # -------------------------------------------------------------------------------------------- config
+# check_tree and check_command are the statements' checks; the inventory check (validate_site) calls
+# them on the inventory's values, so it gives the verdict the gate gives on the file.
+def check_tree(path: str) -> str:
+    """The tree normalised (``/srv//data/`` -> ``/srv/data``), or ValueError naming what is wrong."""
+    if PATH_SPECIAL_RE.search(path):
+        raise ValueError(f"tree {path!r} contains a wildcard or brace")
+    return normalise_tree(path)
+
+
+def check_command(name: str, program: str) -> None:
+    """ValueError unless NAME is a usable command name and PROGRAM an absolute path without ``..``."""
+    if name in RESERVED_NAMES:
+        raise ValueError(f"command name {name!r} is reserved (the gate's rsync check)")
+    if not COMMAND_NAME_RE.fullmatch(name):
+        raise ValueError(f"bad command name {name!r} (letters, digits, '.', '_', '+', '-')")
+    check_absolute_path(program, "program")
+
+
 def parse_config(text: str, path: str) -> GateConfig:
     """Parse the gate's config; GateConfigError names the file and line of the first problem."""
     trees: List[str] = []
@@ -209,20 +227,16 @@ def parse_config(text: str, path: str) -> GateConfig:
         try:
             if keyword == "tree":
                 one_value(values, "tree PATH")
-                if PATH_SPECIAL_RE.search(values[0]):
-                    raise ValueError(f"tree {values[0]!r} contains a wildcard or brace")
-                tree = normalise_tree(values[0])
+                tree = check_tree(values[0])
                 if tree not in trees:
                     trees.append(tree)
             elif keyword == "command":
                 if len(values) != 2:
                     raise ValueError("expected: command NAME /absolute/program")
                 name, program = values
-                if not COMMAND_NAME_RE.fullmatch(name) or name in RESERVED_NAMES:
-                    raise ValueError(f"bad command name {name!r}")
+                check_command(name, program)
                 if name in commands:
                     raise ValueError(f"command {name!r} is defined twice")
-                check_absolute_path(program, "program")
                 commands[name] = program
             elif keyword == "arg":
                 if len(values) < 2:

@@ -22,7 +22,7 @@ OPTS = "-vlogDtpre.iLsfxCIvu"
 
 # ------------------------------------------------------------------------------- a strict config
 @pytest.mark.parametrize(("text", "message"), [
-    ("command rsync /bin/true\n", "c.conf line 1: bad command name 'rsync'"),
+    ("command rsync /bin/true\n", "c.conf line 1: command name 'rsync' is reserved (the gate's rsync check)"),
     ("command meta usr/bin/true\n", "c.conf line 1: program 'usr/bin/true' is not absolute"),
     ("command meta /usr/../bin/true\n", "c.conf line 1: program '/usr/../bin/true' contains a '..' component"),
     ("tree /etc/../root\n", "c.conf line 1: tree '/etc/../root' contains a '..' component"),
@@ -88,7 +88,8 @@ def test_check_config_names_file_and_line(tmp_path: Path) -> None:
     log = tmp_path / "gate.log"
     code = gate.main(["--check-config", str(conf)], {}, stderr=err, fallback_log=str(log), fallback_syslog=False)
     assert code == 1
-    assert err.getvalue() == f"dervish-gate: {conf} line 2: bad command name 'rsync'\n"
+    reason = "command name 'rsync' is reserved (the gate's rsync check)"
+    assert err.getvalue() == f"dervish-gate: {conf} line 2: {reason}\n"
     assert not log.exists()  # a check is not a connection: nothing logged
 
 
@@ -176,3 +177,14 @@ def test_a_failing_command_logs_fail_with_its_exit_and_error(client) -> None:
     assert result.stderr == "dump failed\n"  # the program's stderr still reaches the server
     (line,) = log_lines(log)
     assert ' FAIL client=127.0.12.1 reason="command dump: dump failed" exit=3 command="dump"' in line
+
+
+def test_the_statement_checks_are_public_for_the_inventory_check() -> None:
+    assert gate.check_tree("/srv//data/") == "/srv/data"
+    with pytest.raises(ValueError, match="contains a '..' component"):
+        gate.check_tree("/etc/../root")
+    with pytest.raises(ValueError, match="command name 'rsync' is reserved"):
+        gate.check_command("rsync", "/usr/bin/rsync")
+    with pytest.raises(ValueError, match="program 'bin/dump' is not absolute"):
+        gate.check_command("dump", "bin/dump")
+    gate.check_command("dervish-pre-client-laptop1-home", "/usr/local/sbin/db-dump")

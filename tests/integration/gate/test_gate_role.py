@@ -78,7 +78,7 @@ def test_a_world_readable_private_key_is_reported_and_repaired(lab: Lab, provisi
 
 
 @pytest.mark.parametrize(("commands", "message"), [
-    ({"rsync": "/usr/bin/rsync"}, "bad command name 'rsync'"),
+    ({"rsync": "/usr/bin/rsync"}, "command name 'rsync' is reserved"),
     ({"db-dump": "usr/local/sbin/db-dump"}, "program 'usr/local/sbin/db-dump' is not absolute"),
 ])
 def test_a_bad_gate_config_is_refused_before_it_is_put_in_place(lab: Lab, provisioned, tmp_path: Path,
