@@ -138,7 +138,7 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class Decision:
-    """The verdict on one command: what to exec (argv) and with which SSH_ORIGINAL_COMMAND."""
+    """The verdict on one command: what to run (argv) and with which SSH_ORIGINAL_COMMAND."""
 
     allowed: bool
     reason: str

@@ -9,10 +9,10 @@ DOCUMENTATION = r"""
 ---
 module: restricted_authorized_key
 short_description: Authorise a key exactly once, with its options, and nowhere else
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Makes every line of O(path) that carries the public key O(key) (with any options, any comment,
-    anywhere in the file) exactly one managed line, C(<key_options> <key>): the first such line is
+    anywhere in the file) exactly one managed line, C(<key_options> <key>); the first such line is
     replaced, later ones are removed, and the line is appended when there is none.
   - Lines carrying the key are removed from the files in O(purge) (by default C(authorized_keys2),
     which sshd also reads), so no copy of the key without the options is left that would grant more
@@ -50,7 +50,7 @@ options:
     default: /root/.ssh/authorized_keys
   purge:
     description:
-      - Other files sshd reads keys from: every line carrying the key is removed from those that exist.
+      - Other files sshd reads keys from; every line carrying the key is removed from those that exist.
     type: list
     elements: path
     default: [/root/.ssh/authorized_keys2]
