@@ -68,6 +68,8 @@ class Vault:
     expire_default: str = ""
     expire_rules: Tuple[str, ...] = ()
     xdev: bool = True
+    pre_client: str = ""   # program on the client, run through its gate as dervish-pre-client-<name>
+    post_client: str = ""  # likewise, dervish-post-client-<name>
 
     def as_dict(self) -> Dict[str, Any]:
         data = asdict(self)
@@ -154,6 +156,8 @@ def client_vaults(client: str, client_vars: Mapping[str, Any]) -> List[Vault]:
             expire_default=_text(item.get("expire_default")),
             expire_rules=tuple(str(r) for r in item.get("expire_rules") or []),
             xdev=True if xdev is None else bool(xdev),
+            pre_client=_text(item.get("pre_client")),
+            post_client=_text(item.get("post_client")),
         ))
     return vaults
 

@@ -61,8 +61,9 @@ def test_config_normalises_trees_and_reads_options() -> None:
         ("tree /a /b\n", "c.conf line 1: expected: tree PATH"),
         ("tree '/srv\n", "c.conf line 1: No closing quotation"),
         ("command meta\n", "c.conf line 1: expected: command NAME /absolute/program"),
-        ("command ../meta /bin/true\n", "c.conf line 1: bad command name '../meta'"),
-        ("command rsync /bin/true\n", "c.conf line 1: bad command name 'rsync'"),
+        ("command ../meta /bin/true\n",
+         "c.conf line 1: bad command name '../meta' (letters, digits, '.', '_', '+', '-')"),
+        ("command rsync /bin/true\n", "c.conf line 1: command name 'rsync' is reserved (the gate's rsync check)"),
         ("command meta bin/true\n", "c.conf line 1: program 'bin/true' is not absolute"),
         ("command m /bin/true\ncommand m /bin/false\n", "c.conf line 2: command 'm' is defined twice"),
         ("\n\narg meta --json\n", "c.conf line 3: arg for undefined command 'meta'"),
@@ -287,14 +288,15 @@ def test_client_address() -> None:
     assert gate.client_address({}) == "-"
 
 
-class Exec:
-    """Records the exec the gate asks for instead of replacing the test process."""
+class Spawn:
+    """Records the program the gate would run instead of running it; it "exits" 0."""
 
     def __init__(self) -> None:
         self.calls: list = []
 
-    def __call__(self, path, argv, env) -> None:
-        self.calls.append((path, argv, dict(env)))
+    def __call__(self, argv, env, rrsync) -> gate.Outcome:
+        self.calls.append((argv[0], list(argv), dict(env)))
+        return gate.Outcome(0)
 
 
 def run_main(tmp_path: Path, conf_text: str, command, *, argv=None, fallback_log=None):
@@ -305,10 +307,10 @@ def run_main(tmp_path: Path, conf_text: str, command, *, argv=None, fallback_log
     if command is not None:
         env["SSH_ORIGINAL_COMMAND"] = command
     err = io.StringIO()
-    execve = Exec()
-    code = gate.main(argv or [], env, stderr=err, execve=execve, fallback_log=fallback_log, fallback_syslog=False)
+    spawn = Spawn()
+    code = gate.main(argv or [], env, stderr=err, spawn=spawn, fallback_log=fallback_log, fallback_syslog=False)
     lines = log.read_text().splitlines() if log.exists() else []
-    return code, err.getvalue(), lines, execve.calls
+    return code, err.getvalue(), lines, spawn.calls
 
 
 def test_main_refuses_logs_and_exits_1(tmp_path: Path) -> None:
@@ -328,7 +330,7 @@ def test_main_refuses_interactive_login(tmp_path: Path) -> None:
     assert 'command="(none)"' in lines[0]
 
 
-def test_main_execs_rrsync_with_the_respelt_command(tmp_path: Path) -> None:
+def test_main_runs_rrsync_with_the_respelt_command(tmp_path: Path) -> None:
     if not os.access(RRSYNC, os.X_OK):
         pytest.skip("no rrsync")
     command = f"rsync --server --sender {OPTS} . /srv/data/a\\ b"
@@ -339,7 +341,7 @@ def test_main_execs_rrsync_with_the_respelt_command(tmp_path: Path) -> None:
     assert (path, argv) == (RRSYNC, [RRSYNC, "-ro", "/srv/data"])
     assert env["SSH_ORIGINAL_COMMAND"] == f"rsync --server --sender {OPTS} . /a\\ b"
     assert env["SSH_CLIENT"] == "127.0.12.1 41234 22"
-    assert 'ALLOW client=127.0.12.1 reason="rsync read under tree /srv/data"' in lines[0]
+    assert 'ALLOW client=127.0.12.1 reason="rsync read under tree /srv/data" exit=0' in lines[0]
 
 
 def test_main_refuses_rsync_without_rrsync(tmp_path: Path) -> None:
@@ -386,7 +388,7 @@ def test_main_missing_config_and_config_argument(tmp_path: Path) -> None:
     assert f"cannot read gate config {tmp_path}/none: No such file or directory" in err
 
 
-def test_main_execve_failure_is_126(tmp_path: Path) -> None:
+def test_main_start_failure_is_126(tmp_path: Path) -> None:
     program = tmp_path / "meta"
     program.write_text("not a program\n")
     program.chmod(0o755)

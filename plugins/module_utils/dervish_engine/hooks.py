@@ -9,7 +9,11 @@ hooks, ``DIRVISH_STATUS`` (``success warning error fatal``, or ``fail`` after a 
 * server hooks: ``sh -c <command>`` with cwd = the image tree;
 * client hooks, local client: ``sh -c <command>`` with cwd = the source tree;
 * client hooks, remote client: ``<rsh> <client> "sh -c '<cd src; export K=V ...; command>'"``,
-  every value shell-quoted.
+  every value shell-quoted;
+* client hooks written ``gate:NAME [ARG...]`` (remote clients only): ``<rsh> <client> NAME [ARG...]``,
+  the bare name of a command that the client's forced command (dervish-gate) allows, without a shell,
+  a ``cd`` or the ``DIRVISH_*`` variables, which the gate would refuse. NAME is a gate command name
+  (letters, digits, ``. _ + -``); the arguments must be allowlisted in the client's gate.conf.
 
 stdout goes to the image log after a label line (``Pre-Server: <command>``); stderr goes to dervish's
 stderr (cron mail), as with Dirvish.
@@ -18,12 +22,20 @@ stderr (cron mail), as with Dirvish.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, Optional
+from typing import Dict, List, Optional
+
+GATE_PREFIX = "gate:"
+GATE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+class HookError(Exception):
+    """A hook that cannot be run as written."""
 
 
 @dataclass
@@ -70,10 +82,27 @@ def remote_script(command: str, cwd: str, variables: Dict[str, str]) -> str:
     return f"sh -c {shlex.quote(inner)}"
 
 
+def gate_words(command: str) -> List[str]:
+    """The words of a ``gate:NAME [ARG...]`` hook; HookError for one the gate could never allow."""
+    try:
+        words = shlex.split(command[len(GATE_PREFIX):])
+    except ValueError as exc:
+        raise HookError(f"{command}: {exc}") from None
+    if not words or not GATE_NAME_RE.fullmatch(words[0]):
+        raise HookError(f"{command}: expected gate:NAME [ARG...] with NAME a command of the client's dervish-gate")
+    return words
+
+
 def build_argv(name: str, command: str, ctx: HookContext, status: Optional[str] = None):
     """(argv, cwd, env) for a hook; cwd/env are None for remote client hooks."""
     command = expand(command, ctx.image_time)
     variables = ctx.variables(status)
+    if command.startswith(GATE_PREFIX) and name.endswith("-client"):
+        if ctx.local_client:
+            raise HookError(f"{command} needs a remote client behind dervish-gate")
+        words = gate_words(command)
+        remote = " ".join(shlex.quote(word) for word in words)
+        return shlex.split(ctx.rsh or "ssh") + [ctx.client, remote], None, None, command
     if name.endswith("-client") and not ctx.local_client:
         argv = shlex.split(ctx.rsh or "ssh") + [ctx.client, remote_script(command, ctx.src, variables)]
         return argv, None, None, command
@@ -86,7 +115,11 @@ def build_argv(name: str, command: str, ctx: HookContext, status: Optional[str] 
 
 def run_hook(name: str, command: str, ctx: HookContext, log, status: Optional[str] = None) -> int:
     """Run one hook; its stdout goes to ``log`` (a binary file object). Returns the exit code."""
-    argv, cwd, env, expanded = build_argv(name, command, ctx, status)
+    try:
+        argv, cwd, env, expanded = build_argv(name, command, ctx, status)
+    except HookError as exc:
+        log.write((f"{label(name)}: {command}\n{label(name)}: cannot run: {exc}\n").encode("utf-8", "replace"))
+        return 127
     log.write((f"{label(name)}: {expanded}\n").encode("utf-8", "surrogateescape"))
     log.flush()
     if cwd is not None and not os.path.isdir(cwd):

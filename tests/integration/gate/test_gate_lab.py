@@ -218,3 +218,44 @@ def test_the_key_from_another_address_is_rejected_by_sshd(gate_lab: GateLab) -> 
     assert "Permission denied" in result.stderr
     assert "metadata from" not in result.stdout
     assert gate_lab.new_log() == ""  # sshd refused the key: the gate never ran
+
+
+@pytest.mark.parametrize(("option", "refusal"), [
+    ("--remove-source-files", "option --remove-source-files has been disabled on this server."),
+    ("--copy-links", "option -L has been disabled on this server."),
+])
+def test_what_rrsync_refuses_is_logged_as_refused(gate_lab: GateLab, option: str, refusal: str) -> None:
+    result = gate_lab.on_server(
+        f"mkdir -p /tmp/gate-test && rsync -a {option} -e {RSH} {CLIENT}:/srv/data/ /tmp/gate-test/refused/")
+    assert result.returncode != 0
+    assert refusal in result.stderr  # rrsync's own message still reaches the server
+    assert gate_lab.on_client("cat /srv/data/a.txt").stdout == "alpha\n"
+    log = gate_lab.new_log()
+    assert f'REFUSE client={gate_lab.server_ip} reason="rrsync refused: {refusal}" exit=1 ' in log
+    assert "ALLOW" not in log
+
+
+def test_rsync_daemon_through_remote_option_is_refused_by_the_gate(gate_lab: GateLab) -> None:
+    result = gate_lab.on_server(f"rsync -a -M--daemon=x -e {RSH} {CLIENT}:/srv/data/ /tmp/gate-test/daemon/")
+    assert result.returncode != 0
+    assert "dervish-gate: refused: rsync --daemon is not allowed" in result.stderr
+    assert "REFUSE" in gate_lab.new_log()
+
+
+def test_only_write_batch_is_refused_and_writes_nothing(gate_lab: GateLab) -> None:
+    result = gate_lab.on_server(
+        f"mkdir -p /tmp/gate-test && rsync -a -M--only-write-batch=/root/gate-test-batch -e {RSH} "
+        f"{CLIENT}:/srv/data/ /tmp/gate-test/batch/")
+    assert result.returncode != 0
+    assert "dervish-gate: refused: --only-write-batch is not allowed" in result.stderr
+    assert gate_lab.on_client("test -e /root/gate-test-batch", check=False).returncode == 1
+    assert f'REFUSE client={gate_lab.server_ip} reason="--only-write-batch is not allowed' in gate_lab.new_log()
+
+
+def test_a_pull_is_logged_once_when_it_has_ended_with_its_exit(gate_lab: GateLab) -> None:
+    result = gate_lab.on_server(
+        f"mkdir -p /tmp/gate-test && rsync -a -e {RSH} {CLIENT}:/srv/data/ /tmp/gate-test/ended/")
+    assert result.returncode == 0, result.stderr
+    log = gate_lab.new_log().splitlines()
+    assert len(log) == 1
+    assert 'ALLOW client=' in log[0] and 'reason="rsync read under tree /srv/data" exit=0 ' in log[0]
