@@ -21,6 +21,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import (
     UNSAFE_RSYNC_OPTIONS,
+    check_name,
     check_vault_file,
     load_master,
 )
@@ -33,7 +34,6 @@ from ansible_collections.dervish.backup.plugins.module_utils.dervish_gate import
 
 SERVERS_GROUP = "backup_servers"
 CLIENTS_GROUP = "backup_clients"
-VAULT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # What a vault made from backup_client_filesystems leaves out unless the inventory says otherwise
 # (backup_client_default_excludes): swap files, package and temporary caches, fsck's lost+found.
 # Absolute entries are paths on the client, anchored at the vault whose tree holds them; the
@@ -71,11 +71,23 @@ class Vault:
     pre_client: str = ""   # program on the client, run through its gate as dervish-pre-client-<name>
     post_client: str = ""  # likewise, dervish-post-client-<name>
 
+    def gate_hooks(self) -> List[Dict[str, str]]:
+        """The client hooks as the two ends name them: the engine's hook key (``pre-client``), the
+        gate's command name (``dervish-pre-client-<vault>``) and the program on the client."""
+        return [gate_hook(key, self.name, program)
+                for key, program in (("pre-client", self.pre_client), ("post-client", self.post_client)) if program]
+
     def as_dict(self) -> Dict[str, Any]:
         data = asdict(self)
         for key in ("excludes", "rsync_options", "expire_rules"):
             data[key] = list(data[key])
+        data["gate_hooks"] = self.gate_hooks()
         return data
+
+
+def gate_hook(hook: str, vault: str, program: str) -> Dict[str, str]:
+    """A client hook of a vault: the engine's key, the gate's command name, the client's program."""
+    return {"hook": hook, "command": f"dervish-{hook}-{vault}", "program": program}
 
 
 @dataclass
@@ -217,26 +229,6 @@ def _check_variables(host: str, host_vars: Mapping[str, Any], prefix: str, spec:
     return None if len(report.errors) > errors_before else result.validated_parameters
 
 
-def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report: SiteReport) -> None:
-    for index, vault in enumerate(vaults):
-        where = f"{client}: backup_client_vaults[{index}]"
-        name = str(vault.get("name", ""))
-        if not VAULT_NAME_RE.fullmatch(name):
-            report.add(f"{where}.name {name!r} is not a valid vault name (letters, digits, '.', '_', '-')")
-        tree = str(vault.get("tree", ""))
-        if not tree.startswith("/"):
-            report.add(f"{where}.tree {tree!r} is not an absolute path")
-        for option in vault.get("rsync_options") or []:
-            if str(option).split("=", 1)[0].strip() in UNSAFE_RSYNC_OPTIONS:
-                report.add(f"{where}.rsync_options: {option} is not allowed: it would write into files that "
-                           "earlier images share through hard links")
-        for key in ("name", "tree", "excludes", "rsync_options", "expire_default", "expire_rules"):
-            values = vault.get(key) or []
-            for value in [values] if isinstance(values, str) else values:
-                if "\n" in str(value) or "\r" in str(value):
-                    report.add(f"{where}.{key}: {value!r} spans several lines")
-
-
 # ------------------------------------------------------------------------------ one parser per value
 # Every value is checked by the parser that reads it on the hosts: the engine's configuration
 # loader for what goes into master.conf and the vault configurations, the gate's parser for its
@@ -300,6 +292,8 @@ def vault_config_lines(vault: Vault, where: str, excludes_from: str) -> Lines:
     if vault.expire_rules:
         lines.append(("expire-rule:", f"{where}.expire_rules"))
         lines += [(f"\t{rule}", f"{where}.expire_rules[{i}]") for i, rule in enumerate(vault.expire_rules)]
+    lines += [(f"{hook['hook']}: gate:{hook['command']}", f"{where}.{hook['hook'].replace('-', '_')}")
+              for hook in vault.gate_hooks()]
     return lines
 
 
@@ -315,17 +309,21 @@ def _gate_problem(lines: Lines) -> Optional[Tuple[str, str]]:
     return None
 
 
-def gate_config_lines(trees: Sequence[Tuple[str, str]], commands: Mapping[str, Any]) -> Lines:
-    """The gate's configuration as templates/etc/dervish/gate.conf.j2 writes it, from the raw values."""
+def gate_config_lines(trees: Sequence[Tuple[str, str]], commands: Mapping[str, Any],
+                      hooks: Sequence[Tuple[Mapping[str, str], str]] = ()) -> Lines:
+    """The gate's configuration as templates/etc/dervish/gate.conf.j2 writes it, from the raw values;
+    ``hooks`` are (Vault.gate_hooks() entry, variable) pairs."""
     lines: Lines = [(f"tree {shlex.quote(str(tree))}", where) for tree, where in trees]
     lines += [(f"command {shlex.quote(str(name))} {shlex.quote(_text(path))}", f"backup_client_gate_commands.{name}")
               for name, path in sorted(commands.items(), key=lambda item: str(item[0]))]
+    lines += [(f"command {shlex.quote(hook['command'])} {shlex.quote(hook['program'])}", where)
+              for hook, where in hooks]
     return lines
 
 
 def _check_gate(client: str, trees: Sequence[Tuple[str, str]], commands: Mapping[str, Any],
-                report: SiteReport) -> None:
-    lines = gate_config_lines(trees, commands)
+                report: SiteReport, hooks: Sequence[Tuple[Mapping[str, str], str]] = ()) -> None:
+    lines = gate_config_lines(trees, commands, hooks)
     found = False
     for line in lines:  # each line alone names its own variable
         problem = _gate_problem([line])
@@ -488,8 +486,10 @@ def _check_vault_fields(client: str, vaults: Sequence[Mapping[str, Any]], report
     for index, vault in enumerate(vaults):
         where = f"{client}: backup_client_vaults[{index}]"
         name = str(vault.get("name", ""))
-        if not VAULT_NAME_RE.fullmatch(name):
-            report.add(f"{where}.name {name!r} is not a valid vault name (letters, digits, '.', '_', '-')")
+        try:  # the engine's rule, as for every vault it loads
+            check_name("vault", name)
+        except ConfigError as err:
+            report.add(f"{where}.name: {err.message}")
         tree = str(vault.get("tree", ""))
         if not tree.startswith("/"):
             report.add(f"{where}.tree {tree!r} is not an absolute path")
@@ -527,8 +527,11 @@ def _check_client(client: str, checked: Mapping[str, Any], report: SiteReport) -
             if problem:
                 report.add(f"{client}: backup_client_exclude_paths[{index}]: {problem}")
     renderable = len(report.errors) == before
+    hooks = [(gate_hook(key.replace("_", "-"), str(vault.get("name", "")), _text(vault[key])),
+              f"backup_client_vaults[{index}].{key}")
+             for index, vault in enumerate(explicit) for key in ("pre_client", "post_client") if vault.get(key)]
     _check_gate(client, [(tree, where) for tree, where in trees if tree.startswith("/")],
-                checked.get("backup_client_gate_commands") or {}, report)
+                checked.get("backup_client_gate_commands") or {}, report, hooks)
     return renderable
 
 

@@ -168,7 +168,7 @@ def _parse_bool(key: str, value: str) -> bool:
 NAME_RULE = "no '/', whitespace or control characters, not starting with '-' or '#', not '.' or '..'"
 
 
-def _check_name(what: str, name: str, colon: bool = False) -> None:
+def check_name(what: str, name: str, colon: bool = False) -> None:
     """One rule for vault, branch, reference and image names: each is a directory or file name and a
     field of tab-separated lines (``<branch>.hist``, Dirvish's locate output) where a line starting
     with ``#`` is a comment. ``colon`` allows ':' (image names: ``%H:%M``; only vault:branch splits)."""
@@ -179,9 +179,9 @@ def _check_name(what: str, name: str, colon: bool = False) -> None:
 
 
 def check_image_name(name: str, pattern: Optional[str] = None, key: str = "image") -> str:
-    """An image name (made from ``pattern`` when given): the rule of ``_check_name``, and not ``dirvish``."""
+    """An image name (made from ``pattern`` when given): the rule of ``check_name``, and not ``dirvish``."""
     try:
-        _check_name("image", name, colon=True)
+        check_name("image", name, colon=True)
         if name == "dirvish":
             raise ConfigError("invalid image name 'dirvish' (the vault's own configuration directory)")
     except ConfigError as exc:
@@ -239,9 +239,9 @@ def parse_runall_entry(text: str) -> RunallEntry:
     if not parts:
         raise ConfigError("empty Runall entry")
     vault, sep, branch = parts[0].partition(":")
-    _check_name("vault", vault)
+    check_name("vault", vault)
     if branch:
-        _check_name("branch", branch)
+        check_name("branch", branch)
     image_time = parts[1].strip() if len(parts) > 1 else None
     if image_time:
         _check_image_time(image_time)
@@ -665,7 +665,7 @@ def _origin_of(state: _State, key: str):
 
 def find_vault_dir(master: MasterConfig, vault: str) -> Path:
     """The ``<bank>/<vault>`` directory of the first bank (in ``bank:`` order) that holds it."""
-    _check_name("vault", vault)
+    check_name("vault", vault)
     for bank in master.banks:
         candidate = bank / vault
         if candidate.is_dir():
@@ -684,7 +684,7 @@ def load_vault(master: MasterConfig, vault: str, branch: Optional[str] = None, e
     if branch is None and ":" in vault:
         vault, branch = vault.split(":", 1)
     if branch is not None:
-        _check_name("branch", branch)
+        check_name("branch", branch)
     vault_dir = find_vault_dir(master, vault)
     state = copy.deepcopy(master.state)
     loader = _Loader(state, master.confdir, vault_dir, master=False)
@@ -716,9 +716,9 @@ def _build_vault(master: MasterConfig, vault: str, branch: Optional[str], vault_
         if not _scalar(v, key):
             raise ConfigError(f"no {key}: defined for vault {vault} (files read: {files})")
     branch = branch or _scalar(v, "branch") or _scalar(v, "branch-default") or "default"
-    _check_name("branch", branch)
+    check_name("branch", branch)
     if _scalar(v, "reference"):
-        _check_name("reference", _scalar(v, "reference"), colon=True)  # a branch, or an image (%H:%M)
+        check_name("reference", _scalar(v, "reference"), colon=True)  # a branch, or an image (%H:%M)
     _check_rsync_options(v)
     tree, alias = split_tree(v["tree"])
     rules = []

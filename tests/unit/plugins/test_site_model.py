@@ -114,7 +114,7 @@ def test_a_sound_site_has_no_problems() -> None:
           "laptop2": {"backup_client_vaults": [{"name": "x", "tree": "/"}]}},
          "laptop2: vault 'x' (backup_client_vaults) is also a vault of laptop1"),
         ({"laptop1": {"backup_client_vaults": [{"name": "bad name", "tree": "home"}]}},
-         "laptop1: backup_client_vaults[0].name 'bad name' is not a valid vault name"),
+         "laptop1: backup_client_vaults[0].name: invalid vault name 'bad name'"),
         ({"laptop1": {"backup_client_server": "nas"}}, "laptop1: backup_client_server is 'nas'"),
         ({"laptop1": {"backup_client_vaults": [{"name": "v", "tree": "/", "excludes": ["a\nb"]}]}},
          "laptop1: backup_client_vaults[0].excludes: 'a\\nb' spans several lines"),

@@ -111,12 +111,31 @@ def test_gate_commands_are_checked_by_the_gate(commands: dict, expected: str) ->
 
 
 def test_gate_command_names_that_clash_are_refused() -> None:
-    """Names the gate cannot tell apart (its parser decides which: case, or a clash with rsync)."""
-    problems = check({"laptop1": {"backup_client_gate_commands": {"df": "/usr/bin/df", "DF": "/usr/bin/df"}}})
-    # Depends on the gate's parser (engineer "gate" makes it stricter): passes once it refuses the clash.
-    if not any("backup_client_gate_commands" in problem for problem in problems):
-        pytest.xfail("the gate's parser does not refuse names that differ only in case (yet)")
-    assert any(problem.startswith("laptop1: backup_client_gate_commands.") for problem in problems), problems
+    """A site's own gate command may not take the name a vault's client hook gets in the gate."""
+    problems = check({"laptop1": {
+        "backup_client_vaults": [{"name": "db", "tree": "/srv", "pre_client": "/usr/local/sbin/dump-db"}],
+        "backup_client_gate_commands": {"dervish-pre-client-db": "/bin/true"}}})
+    assert any(problem.startswith("laptop1: backup_client_vaults[0].pre_client: ") for problem in problems), problems
+
+
+@pytest.mark.parametrize("program", ["dump-db", "bin/dump-db", "/usr/../sbin/dump-db"])
+def test_client_hook_programs_are_checked_by_the_gate(program: str) -> None:
+    assert_reported({"laptop1": {"backup_client_vaults": [{"name": "db", "tree": "/srv", "post_client": program}]}},
+                    "laptop1: backup_client_vaults[0].post_client: ")
+
+
+@pytest.mark.parametrize("name", ["a b", "-v", "#v", "v:weekly", "a/b"])
+def test_vault_names_follow_the_engines_rule(name: str) -> None:
+    assert_reported({"laptop1": {"backup_client_vaults": [{"name": name, "tree": "/srv"}]}},
+                    "laptop1: backup_client_vaults[0].name: invalid vault name")
+
+
+def test_a_good_client_hook_passes_and_both_ends_name_it_alike() -> None:
+    hostvars = {"laptop1": {"backup_client_vaults": [{"name": "db", "tree": "/srv", "pre_client": "/usr/sbin/dump"}]}}
+    assert check(hostvars) == []
+    vault = client_vaults("laptop1", hostvars["laptop1"])[0]
+    assert vault.as_dict()["gate_hooks"] == [
+        {"hook": "pre-client", "command": "dervish-pre-client-db", "program": "/usr/sbin/dump"}]
 
 
 @pytest.mark.parametrize(
@@ -152,7 +171,7 @@ def test_no_vault_value_spans_lines() -> None:
     assert_reported({"laptop1": {"backup_client_vaults": [{"name": "v", "tree": "/", "expire_default": "+1 day\nx"}]}},
                     "laptop1: backup_client_vaults[0].expire_default: ")
     assert_reported({"laptop1": {"backup_client_vaults": [{"name": "v\n", "tree": "/"}]}},
-                    "laptop1: backup_client_vaults[0].name ")
+                    "laptop1: backup_client_vaults[0].name: ")
 
 
 def test_server_paths_with_dotdot_are_refused() -> None:
