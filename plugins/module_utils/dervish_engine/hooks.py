@@ -28,7 +28,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 GATE_PREFIX = "gate:"
 GATE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -113,8 +113,16 @@ def build_argv(name: str, command: str, ctx: HookContext, status: Optional[str] 
     return ["sh", "-c", command], cwd, env, command
 
 
-def run_hook(name: str, command: str, ctx: HookContext, log, status: Optional[str] = None) -> int:
-    """Run one hook; its stdout goes to ``log`` (a binary file object). Returns the exit code."""
+def _run_and_wait(argv, **popen_args) -> int:
+    return subprocess.run(argv, check=False, **popen_args).returncode
+
+
+def run_hook(name: str, command: str, ctx: HookContext, log, status: Optional[str] = None,
+             run_child: Callable[..., int] = _run_and_wait) -> int:
+    """Run one hook; its stdout goes to ``log`` (a binary file object). Returns the exit code.
+
+    ``run_child(argv, **popen_args)`` runs and waits for it: an image passes its own, so that a hook
+    is stopped with the run and dies with the engine, as rsync does."""
     try:
         argv, cwd, env, expanded = build_argv(name, command, ctx, status)
     except HookError as exc:
@@ -125,13 +133,13 @@ def run_hook(name: str, command: str, ctx: HookContext, log, status: Optional[st
     if cwd is not None and not os.path.isdir(cwd):
         cwd = None
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=sys.stderr.fileno()
-                              if _has_fileno(sys.stderr) else None, stdin=subprocess.DEVNULL, check=False)
+        code = run_child(argv, cwd=cwd, env=env, stdout=log, stderr=sys.stderr.fileno()
+                         if _has_fileno(sys.stderr) else None, stdin=subprocess.DEVNULL)
     except OSError as exc:
         log.write((f"{label(name)}: cannot run: {exc}\n").encode("utf-8", "replace"))
         return 127
     log.flush()
-    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    return code if code >= 0 else 128 - code
 
 
 def _has_fileno(stream) -> bool:

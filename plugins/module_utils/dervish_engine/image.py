@@ -460,7 +460,7 @@ class ImageRun:
                 from . import hooks
 
                 ctx = ctx or self.hook_context()
-                code = hooks.run_hook(name, command, ctx, log)
+                code = hooks.run_hook(name, command, ctx, log, run_child=self._run_child)
                 if code:
                     failures.append(hook_failure_line(name, code))
                     status = f"error -- {failures[-1]}"
@@ -480,7 +480,7 @@ class ImageRun:
                 from . import hooks
 
                 ctx = ctx or self.hook_context()
-                code = hooks.run_hook(name, command, ctx, log, status=hook_status)
+                code = hooks.run_hook(name, command, ctx, log, status=hook_status, run_child=self._run_child)
                 if code:
                     failures.append(hook_failure_line(name, code))
         finally:
@@ -618,6 +618,18 @@ class ImageRun:
         if code < 0:
             code = 128 - code
         return code, errors.result()
+
+    def _run_child(self, argv: List[str], **popen_args) -> int:
+        """Run a hook as rsync runs: its own process group, stopped with the run, dead with the engine."""
+        proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=child_setup_for(os.getpid()), **popen_args)
+        with self._stop_lock:
+            self._child = proc
+        if self.control is not None and self.control.reason:
+            self.stop_child()
+        code = proc.wait()
+        if self.control is not None:
+            self.control.check()
+        return code
 
     def stop_child(self, sig: int = signal.SIGTERM) -> None:
         """Signal rsync's process group (a wrapper script and its rsync alike)."""

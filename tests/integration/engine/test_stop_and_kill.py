@@ -147,3 +147,42 @@ def test_runall_stops_on_sigterm_and_marks_running_images(bank, tmp_path):
         assert f"{name} done (error -- interrupted (SIGTERM))" in out
     assert "c done (not started: run interrupted (SIGTERM))" in out
     assert not (bank.bank / "c" / "run").exists()
+
+
+def _hook_pids(marker):
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if fh.read().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                    pids.append(int(entry))
+    return pids
+
+
+def test_runall_stops_an_image_inside_its_pre_server_hook(bank, tmp_path):
+    """A hook is stopped with the run, as rsync is: SIGTERM does not wait for a slow hook to end."""
+    marker = "3171"  # a distinct sleep, so the test finds exactly its own hook
+    src = tmp_path / "src"
+    src.mkdir()
+    bank.vault("a", src, f"pre-server: sleep {marker}\n")
+    bank.runall = ["a"]
+    bank.master_extra = "image-default: run\n"
+    bank.write_master()
+    proc = bank.popen("runall", start_new_session=True)
+    try:
+        assert wait_for(lambda: _hook_pids(marker))
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _hook_pids(marker):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert elapsed < 10
+    assert status_of(bank.bank / "a" / "run") == "error -- interrupted (SIGTERM)"
+    assert not (bank.bank / "a" / "dirvish" / "lock_file").exists()
+    assert wait_for(lambda: not _hook_pids(marker), timeout=5), "the hook outlived the stopped run"
+
