@@ -51,10 +51,12 @@ demo: lab-up  ## set up, start the lab, provision it, back it up and show the im
 	@echo
 	@echo "The lab keeps running: ssh -F .lab/ssh_config backup   (stop it with: make lab-down)"
 
-lint: setup  ## ruff, shellcheck, ansible-lint (production profile)
+lint: setup  ## ruff, shellcheck, ansible-lint (production profile), changelog fragments
 	ruff check .
 	shellcheck lab/labctl lab/*.sh scripts/*.sh .ci/run
 	ansible-lint --profile production
+	antsibull-changelog lint
+	antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 unit: setup  ## unit tests
 	python -m pytest -q tests/unit
