@@ -3,6 +3,7 @@
 `make oldest-core` runs this with DERVISH_TEST_CORE_VENV set to a venv holding that ansible-core and a lab
 of its own (DERVISH_TEST_LAB_DIR / DERVISH_TEST_LAB_NET); its ansible-playbook runs site.yml against the
 lab: it converges, a second run changes nothing, and no run warns that the core is unsupported.
+(Check mode is left to tests/integration/site with the newest core: CI time.)
 """
 
 from __future__ import annotations
@@ -57,6 +58,3 @@ def test_site_converges_then_changes_nothing(lab: Lab) -> None:
     second = ansible_playbook(lab, "--diff", "playbooks/site.yml")
     assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-2000:]
     assert changed_hosts(second) == set(), second.stdout[-6000:]
-    check = ansible_playbook(lab, "--check", "--diff", "playbooks/site.yml")
-    assert check.returncode == 0, check.stdout[-6000:] + check.stderr[-2000:]
-    assert changed_hosts(check) == set(), check.stdout[-6000:]
