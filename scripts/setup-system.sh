@@ -8,6 +8,7 @@ PACKAGES=(
   logrotate plocate cron                       # what the client role configures
   dirvish                                      # Dirvish 1.2.1, for the interoperability tests
   python3 python3-venv git make gzip bzip2 tar shellcheck
+  sudo                                         # a lab login as a user with sudo (playbooks become root)
 )
 [ "$(id -u)" = 0 ] || { echo "setup-system: run as root (apt-get install)" >&2; exit 1; }
 missing=()
