@@ -131,9 +131,9 @@ def _prctl():
 
 
 def child_setup_for(parent: int):
-    """``preexec_fn`` for rsync: it gets SIGTERM when the engine dies, even by SIGKILL.
+    """``preexec_fn`` for rsync and hooks: the child gets SIGTERM when the engine dies, even by SIGKILL.
 
-    The signal follows the thread that started rsync; every caller waits for rsync in that thread.
+    The signal follows the thread that started the child; every caller waits for it in that thread.
     """
     prctl = _prctl()
     if prctl is None:
@@ -145,3 +145,36 @@ def child_setup_for(parent: int):
             os._exit(143)
 
     return setup
+
+
+def process_tree(pid: int) -> List[int]:
+    """``pid`` and its descendants, read from /proc (parents first)."""
+    children: dict = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [pid]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2:].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def signal_tree(pid: int, sig: int) -> None:
+    """Signal a process and everything it started (listed first, so no orphan escapes the list)."""
+    for member in process_tree(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, sig)

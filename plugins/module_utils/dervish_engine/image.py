@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from . import hist, lock, rsync
-from .children import RunControl, child_setup_for, stop_leftover_writers
+from .children import RunControl, child_setup_for, signal_tree, stop_leftover_writers
 from .config import check_image_name, check_local_tree, load_vault
 from .errors import (
     EXIT_FAILED,
@@ -256,6 +256,7 @@ class ImageRun:
         self.now = now or datetime.now()
         self.stdout = stdout
         self._child = None
+        self._child_is_group = True
         self._created = False
         overrides = {}
         if self.options.expire is not None:
@@ -598,7 +599,7 @@ class ImageRun:
             return (127 if exc.errno == errno.ENOENT else 126), [
                 f"dervish: cannot run {argv[0]}: {exc.strerror or exc}{hint}"]
         with self._stop_lock:
-            self._child = proc
+            self._child, self._child_is_group = proc, True
         if self.control is not None and self.control.reason:
             self.stop_child()
         errors = rsync.ErrorCollector(proc.stderr)
@@ -620,10 +621,12 @@ class ImageRun:
         return code, errors.result()
 
     def _run_child(self, argv: List[str], **popen_args) -> int:
-        """Run a hook as rsync runs: its own process group, stopped with the run, dead with the engine."""
-        proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=child_setup_for(os.getpid()), **popen_args)
+        """Run a hook so that a stop of the run stops it and what it started. It stays in the engine's
+        process group, where a signal to the whole nightly run reaches it too; its shell gets SIGTERM
+        when the engine dies."""
+        proc = subprocess.Popen(argv, preexec_fn=child_setup_for(os.getpid()), **popen_args)
         with self._stop_lock:
-            self._child = proc
+            self._child, self._child_is_group = proc, False
         if self.control is not None and self.control.reason:
             self.stop_child()
         code = proc.wait()
@@ -632,10 +635,13 @@ class ImageRun:
         return code
 
     def stop_child(self, sig: int = signal.SIGTERM) -> None:
-        """Signal rsync's process group (a wrapper script and its rsync alike)."""
+        """Signal rsync's process group (a wrapper script and its rsync alike), or a hook's process tree."""
         with self._stop_lock:
             child = self._child
             if child is None or child.returncode is not None:
+                return
+            if not self._child_is_group:
+                signal_tree(child.pid, sig)
                 return
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, sig)

@@ -215,3 +215,24 @@ def test_mail_recipient_and_transport(lab: Lab, provisioned, tmp_path: Path) -> 
         lab.ssh(lab.server, "rm -f /usr/sbin/sendmail")
         back = run_playbook(lab, "site.yml", limit="backup")
         assert back.rc == 0, back.stdout[-4000:]
+
+
+def test_a_stopped_run_stops_dervish_and_unmounts_at_once(lab: Lab, provisioned) -> None:
+    """SIGTERM to the wrapper alone (as `kill PID` or cron's end would send it) stops the run now:
+    dervish and its slow hook are stopped, and the drive is unmounted."""
+    sid, hook = _start_slow_run(lab, "laptop2-etc")
+    try:
+        before = _log_lines(lab)
+        start = time.monotonic()
+        lab.ssh(lab.server, f"kill -TERM {sid}")
+        _wait_gone(lab, sid)
+        assert time.monotonic() - start < 30, "the run kept going after SIGTERM"
+        assert not _mounted(lab), "a stopped run must unmount the drive"
+        assert lab.ssh(lab.server, f"test ! -e /proc/{hook}", check=False).returncode == 0
+        new_log = lab.ssh(lab.server, f"tail -n +{before + 1} {LOG}").stdout
+        assert "stopped by SIGTERM: stopping dervish" in new_log, new_log
+        assert "drive unmounted" in new_log, new_log
+        again = lab.ssh(lab.server, f"{WRAPPER} laptop2-etc", check=False, timeout=600)
+        assert again.returncode == 0 and "left mounted" not in again.stdout, again.stdout + again.stderr
+    finally:
+        _clean_up(lab, sid)
