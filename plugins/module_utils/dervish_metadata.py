@@ -111,7 +111,6 @@ EXIT_ITEM_FAILED = 1
 EXIT_USAGE = 2
 
 
-
 @dataclass
 class Item:
     """One collected item: how it was obtained and what came out."""
