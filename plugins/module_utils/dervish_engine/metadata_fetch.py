@@ -127,6 +127,11 @@ def run_command(argv: List[str], *, timeout: int = TIMEOUT, limit: int = layout.
         problem = f"timed out after {timeout}s"
     for thread in threads:
         thread.join(timeout=10)
+    if any(thread.is_alive() for thread in threads):  # something the command left behind holds its output
+        stop()
+        for thread in threads:
+            thread.join()
+        problem = problem or "output not closed after the command exited"
     if out.over:
         problem = f"output larger than {limit} bytes"
     return code, out.data, err.data, problem

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,9 @@ def test_fetch_bounds_size_and_time(tmp_path):
     assert result.text == f"failed (output larger than {1 << 20} bytes)"
     result = metadata_fetch.fetch("sleep 30", "localhost", None, True, tmp_path / "img", timeout=1)
     assert result.text == "failed (timed out after 1s)"
+    started = time.monotonic()
+    result = metadata_fetch.fetch("sleep 60 & exit 0", "localhost", None, True, tmp_path / "img")
+    assert result.text == "failed (output not closed after the command exited)" and time.monotonic() - started < 30
     assert not (tmp_path / "img" / "metadata").exists()
 
 
