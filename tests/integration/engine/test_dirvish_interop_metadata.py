@@ -8,16 +8,20 @@ import json
 import time
 from pathlib import Path
 
-from test_dirvish_interop import dirvish, images, pytestmark, shared  # noqa: F401 (same skip conditions, fixture)
+import test_dirvish_interop as interop
+from test_dirvish_interop import dirvish, images
 
 from dervish_engine.summary import parse_summary
+
+pytestmark = interop.pytestmark  # same skip conditions
+shared = interop.shared  # the fixture: a bank both dervish and Dirvish read
 
 DOC = {"format": 1, "collected_at": "now", "disks": ["sda"], "boot": {"firmware": "bios"},
        "items": {"hostname": {"status": "ok", "output": "client\n"},
                  "sfdisk/sda": {"status": "ok", "output": "label: gpt\n"}}}
 
 
-def test_dirvish_tools_accept_a_bank_with_metadata(shared, small_tree, tmp_path):  # noqa: F811 (fixture)
+def test_dirvish_tools_accept_a_bank_with_metadata(shared, small_tree, tmp_path):
     (tmp_path / "doc.json").write_text(json.dumps(DOC))
     vault = shared.vault("v", small_tree, f"metadata: cat {tmp_path / 'doc.json'}\nsummary: long\n")
     shared.run("image", "v", "--image", "old", "--image-time", "2020-01-01 00:00", "--expire", "+1 day", check=0)
