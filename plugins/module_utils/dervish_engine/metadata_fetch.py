@@ -11,6 +11,9 @@ It runs after the pre hooks and right before rsync: the partition tables, LVM an
 the tree is copied from (a layout changed during a long rsync would otherwise be recorded as it was
 after the copy, not as the tree saw it).
 
+A client that is down costs the bounded connect timeout here and again in rsync (at most 60 s each):
+rsync, not the metadata command, decides whether the image is good.
+
 Its stdout is untrusted (``metadata_layout.parse_collection``): at most ``MAX_BYTES`` are read (more,
 and the command is stopped), and the whole run is bounded by ``TIMEOUT`` seconds. Its stderr goes
 to the image log (at most ``MAX_STDERR`` bytes). Exit 0 and 1 (some item failed, the JSON is still
