@@ -68,14 +68,14 @@ where grub-install writes on every grub upgrade), which is the authoritative pla
 no guessing from MBR bytes or grubenv is done -- other distributions get ``skipped``. On EFI the
 boot entries come from ``efibootmgr -v``.
 
-The layout (``write_metadata_dir``): one directory, normally ``<image>/metadata`` beside ``tree/``,
-mode 0700, files 0600, with the files of the table for every item whose status is ``ok`` (a
-``failed`` item's output is only in ``metadata.json``), plus ``metadata.json``. It is written into a
-temporary sibling directory and renamed into place, so the directory is either the old or the new
-complete set, never half written.
+The layout (one file per item plus ``metadata.json``, as ``<image>/metadata`` beside ``tree/``) is
+written by ``dervish_engine/metadata_layout.py`` (``write_metadata_dir``), the one writer that both the
+module's ``dest`` and the server's engine use; this file does not import it, so that it stays a single
+file that runs on the client without the engine.
 
-``dervish-metadata`` exit codes: 0 everything collected or skipped; 1 some item failed (the JSON is
-still printed: partial metadata is better than none); 2 bad usage; 3 cannot write ``--write DIR``.
+``dervish-metadata`` prints the collection and writes nothing (the server's engine writes the layout
+into the image). Exit codes: 0 everything collected or skipped; 1 some item failed (the JSON is still
+printed: partial metadata is better than none); 2 bad usage.
 
 Stdlib only, Python 3.9+, no Ansible import.
 """
@@ -88,7 +88,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -110,33 +109,6 @@ LVS_FIELDS = "lv_name,lv_uuid,vg_name,lv_attr,lv_size,segtype,pool_lv,origin,lv_
 EXIT_OK = 0
 EXIT_ITEM_FAILED = 1
 EXIT_USAGE = 2
-EXIT_WRITE_FAILED = 3
-
-# name of an item -> file name in the layout (sfdisk/<disk> items are added per disk)
-LAYOUT_FILES = {
-    "lsblk": "lsblk.json",
-    "blkid": "blkid.txt",
-    "df": "df.txt",
-    "fstab": "fstab",
-    "crypttab": "crypttab",
-    "mounts": "mounts",
-    "swaps": "swaps",
-    "mdstat": "mdstat",
-    "mdadm": "mdadm.conf",
-    "efibootmgr": "efibootmgr.txt",
-    "grub-pc": "debconf-grub-pc.txt",
-    "os-release": "os-release",
-    "uname": "uname.txt",
-    "hostname": "hostname",
-    "packages": "packages.txt",
-}
-METADATA_JSON = "metadata.json"
-LVM_JSON = "lvm.json"
-BOOT_JSON = "boot.json"
-
-
-class MetadataError(Exception):
-    """A user-facing error (bad destination, unwritable directory)."""
 
 
 @dataclass
@@ -505,127 +477,6 @@ def collect(*, runner: Runner = subprocess.run, which: Callable[[str], Optional[
     return col
 
 
-# -------------------------------------------------------------------------------------------- layout
-def render_files(collected: Dict[str, Any]) -> Dict[str, bytes]:
-    """The layout's files (relative name -> content) for a collection as ``Collection.to_dict()``."""
-    items = collected.get("items") or {}
-    files: Dict[str, bytes] = {}
-
-    def text(data: str) -> bytes:
-        return data.encode("utf-8", "surrogateescape")
-
-    for name, item in items.items():
-        if item.get("status") != OK:
-            continue
-        if name.startswith("sfdisk/"):
-            disk = name.split("/", 1)[1]
-            if disk and "/" not in disk and not disk.startswith("."):
-                files[f"sfdisk/{disk}.dump"] = text(item["output"])
-        elif name in LAYOUT_FILES:
-            files[LAYOUT_FILES[name]] = text(item["output"])
-    lvm = {kind: items[kind]["data"] for kind in ("pvs", "vgs", "lvs")
-           if (items.get(kind) or {}).get("status") == OK}
-    if lvm:
-        files[LVM_JSON] = text(json.dumps(lvm, indent=2, sort_keys=True) + "\n")
-    files[BOOT_JSON] = text(json.dumps(collected.get("boot") or {}, indent=2, sort_keys=True) + "\n")
-    files[METADATA_JSON] = text(json.dumps(collected, indent=2, sort_keys=True) + "\n")
-    return files
-
-
-def read_dir(path: str) -> Optional[Dict[str, bytes]]:
-    """The files of an existing layout directory (None when it does not exist)."""
-    if not os.path.isdir(path):
-        return None
-    files = {}
-    for dirpath, _dirs, names in os.walk(path):
-        for name in names:
-            full = os.path.join(dirpath, name)
-            with open(full, "rb") as handle:
-                files[os.path.relpath(full, path)] = handle.read()
-    return files
-
-
-def _comparable(files: Dict[str, bytes]) -> Dict[str, bytes]:
-    # the collection time differs on every run; it alone is no change
-    out = dict(files)
-    if METADATA_JSON in out:
-        try:
-            data = json.loads(out[METADATA_JSON])
-        except ValueError:
-            return out
-        if isinstance(data, dict):
-            data.pop("collected_at", None)
-        out[METADATA_JSON] = json.dumps(data, sort_keys=True).encode()
-    return out
-
-
-def layout_changes(collected: Dict[str, Any], path: str) -> Dict[str, str]:
-    """What writing ``collected`` as the layout ``path`` would do, by relative file name: ``added``,
-    ``changed`` or ``removed`` (``collected_at`` alone is not a change). Empty: nothing to write."""
-    try:
-        old = read_dir(path)
-    except OSError as exc:
-        raise MetadataError(f"cannot read existing metadata in {path}: {exc.strerror or exc}") from exc
-    new = _comparable(render_files(collected))
-    old = _comparable(old or {})
-    changes = {}
-    for name in sorted(set(old) | set(new)):
-        if name not in old:
-            changes[name] = "added"
-        elif name not in new:
-            changes[name] = "removed"
-        elif old[name] != new[name]:
-            changes[name] = "changed"
-    return changes
-
-
-def write_metadata_dir(collected: Dict[str, Any], path: str) -> List[str]:
-    """Write the layout for ``collected`` (a ``Collection.to_dict()``) as directory ``path``.
-
-    The files are written into a new temporary directory beside ``path`` (dirs 0700, files 0600,
-    each fsync'd), which is then renamed to ``path``. An existing ``path`` is first renamed aside and
-    removed only after the new one is in place. Returns the relative file names written.
-    Raises MetadataError naming the path when the parent is missing or not writable.
-    """
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise MetadataError(f"cannot write metadata to {path}: parent directory {parent} does not exist")
-    files = render_files(collected)
-    try:
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.new-", dir=parent)  # mode 0700
-    except OSError as exc:
-        raise MetadataError(f"cannot write metadata to {path}: {exc.strerror}") from exc
-    old = None
-    try:
-        for rel, content in sorted(files.items()):
-            full = os.path.join(tmp, rel)
-            os.makedirs(os.path.dirname(full), mode=0o700, exist_ok=True)
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-        if os.path.lexists(path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-            os.rename(path, os.path.join(old, "metadata"))
-        os.rename(tmp, path)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old and not os.path.lexists(path) and os.path.lexists(os.path.join(old, "metadata")):
-            os.rename(os.path.join(old, "metadata"), path)  # put the previous set back
-        raise MetadataError(f"cannot write metadata to {path}: {exc.strerror or exc}") from exc
-    finally:
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    dir_fd = os.open(parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return sorted(files)
-
-
 # ---------------------------------------------------------------------------------------------- edge
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -633,25 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect this host's restore metadata (partition tables, filesystems, RAID, LVM, boot "
                     "loader, OS, packages) and print it as one JSON document on stdout.",
         epilog="Exit codes: 0 collected (missing tools and absent features are skipped, not errors); "
-               "1 some item failed (the JSON is still printed); 2 bad usage; 3 --write failed.",
+               "1 some item failed (the JSON is still printed); 2 bad usage.",
     )
     parser.add_argument("--json", action="store_true",
                         help="print JSON (the default and only format; accepted for the gate's allowlist)")
-    parser.add_argument("--write", metavar="DIR",
-                        help="also write the metadata layout (one file per item plus metadata.json) as DIR")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)  # exits 2 on bad usage
+    build_parser().parse_args(argv)  # exits 2 on bad usage
     col = collect()
     data = col.to_dict()
-    if args.write:
-        try:
-            write_metadata_dir(data, args.write)
-        except MetadataError as exc:
-            sys.stderr.write(f"dervish-metadata: {exc}\n")
-            return EXIT_WRITE_FAILED
     json.dump(data, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     for name in col.failed:

@@ -30,7 +30,8 @@ description:
   - With O(dest), also writes the metadata layout on the host - one file per item (for example
     C(sfdisk/sda.dump), C(lsblk.json), C(blkid.txt), C(fstab), C(mdadm.conf), C(lvm.json), C(boot.json),
     C(packages.txt)) plus C(metadata.json) with everything. The layout is documented in the module utility
-    C(dervish_metadata). It is written atomically (a temporary directory renamed into place), with the
+    C(dervish_engine/metadata_layout), which also writes it into every image the server's engine makes.
+    It is written atomically (a temporary directory renamed into place), with the
     directory mode 0700 and the files 0600.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -146,12 +147,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_metadata import (
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.metadata_layout import (
     MetadataError,
-    collect,
     layout_changes,
     write_metadata_dir,
 )
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_metadata import collect
 
 
 def main():

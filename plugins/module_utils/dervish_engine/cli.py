@@ -39,7 +39,7 @@ exit codes:
      tree missing, the bank read-only, full or failing): nothing was created; status, expire: a bank
      is missing (is the drive mounted?), the other banks are still shown / expired
   3  the vault is locked by a live run (a stale lock of a dead run is cleared automatically)
-  4  the image is good but a post-client/post-server hook or the index failed
+  4  the image is good but a post-client/post-server hook, the index or the metadata failed
   130/143  interrupted by SIGINT / SIGTERM (a running image is marked "error -- interrupted"; runall
      stops every running image that way and starts no more)
   runall: the number of failed entries (capped at 100); a bank found full or unusable gets no further
@@ -60,6 +60,18 @@ An ssh RSH (rsh: ssh ...) gets -o ConnectTimeout=T -o ServerAliveInterval=T/3 -o
 (T = rsync-timeout, at most 60), each unless RSH sets it: a dead or hung client costs about T, once.
 rsync runs in its own process group and gets SIGTERM when dervish dies, even by SIGKILL; the next run
 stops whatever a killed run left writing into its image before it starts.
+"""
+
+METADATA_HELP = """\
+restore metadata (vault key "metadata: COMMAND", e.g. "metadata: dervish-metadata --json"):
+  after the pre hooks and right before rsync, COMMAND runs on the client -- through the same bounded
+  RSH as rsync ("RSH CLIENT COMMAND", so the client's gate sees exactly COMMAND), or "sh -c COMMAND"
+  for a local client -- and must print dervish-metadata's JSON (exit 0, or 1 when some items failed).
+  The JSON is checked (at most 32 MiB, structure, item names are plain file names) and written as
+  <image>/metadata/ (one file per item, e.g. sfdisk/sda.dump, lsblk.json, hostname, plus metadata.json).
+  The summary says "Metadata: ok", "ok (items failed: ...)" (a warning), "failed (REASON)" or "none";
+  a failure never makes a good image bad (a good image without metadata exits 4; failed items are a
+  warning only). "status --json" reports "metadata" (true/false) for the last good image.
 """
 
 
@@ -87,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("image", parents=[common], help="create one image of a vault",
-                       epilog=RSYNC_HELP + "\n" + EXIT_CODES,
+                       epilog=RSYNC_HELP + "\n" + METADATA_HELP + "\n" + EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Create an image of VAULT (branch BRANCH, default 'default'). A vault "
                                    "without any image is initialised automatically (full copy).")
@@ -132,7 +144,8 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="exit codes: 0 ok; 1 an image's summary cannot be read (named on stderr);\n"
                               "2 a bank is missing (e.g. the backup drive is not mounted); the others are shown")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (also: whether the last good image has metadata/)")
     p.add_argument("--space", action="store_true",
                    help="also measure each vault's disk usage (USED) by walking every inode: slow on a "
                         "big bank; by default SIZE/NEW come from the last good image's summary")

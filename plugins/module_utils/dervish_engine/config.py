@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +56,7 @@ SCALAR_OPTIONS = (
     "vault", "branch", "branch-default", "client", "tree", "config", "file-exclude", "expire", "expire-default",
     "image", "image-default", "image-time", "image-temp", "image-perm", "meta-perm", "index", "log", "reference",
     "speed-limit", "password-file", "rsh", "rsync", "rsync-client", "pre-server", "pre-client", "post-client",
-    "post-server", "summary", "rsync-timeout",
+    "post-server", "summary", "rsync-timeout", "metadata",
 )
 TOOL_LIST_KEYS = ("Runall",)
 TOOL_SCALAR_KEYS = ("Runall-jobs", "Dirvish")
@@ -156,6 +157,24 @@ def check_local_tree(client: str, tree: str) -> None:
         raise ConfigError(f"tree {tree} is not a directory (expected the directory to back up)")
 
 
+def check_metadata_command(value: str) -> str:
+    """``metadata:``: the client command that prints the restore metadata as JSON. It is run as one
+    command line (through ``rsh`` to the client's gate, or locally), so it must split into words."""
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        words, reason = [], f"{exc}"
+    else:
+        reason = "empty command"
+    if not words or not words[0].strip():
+        raise ConfigError(f"invalid metadata: {value!r} ({reason}; expected the client command that prints the "
+                          "metadata JSON, e.g. dervish-metadata --json)")
+    if words[0].startswith("-"):
+        raise ConfigError(f"invalid metadata: {value!r} (starts with an option; expected a command, "
+                          "e.g. dervish-metadata --json)")
+    return value
+
+
 def _parse_bool(key: str, value: str) -> bool:
     low = value.strip().lower()
     if low in _TRUE:
@@ -219,6 +238,7 @@ SCALAR_CHECKS: Dict[str, Callable[[str], object]] = {
     "tree": _check_tree,
     "image": _check_image_pattern("image"),
     "image-default": _check_image_pattern("image-default"),
+    "metadata": check_metadata_command,
 }
 
 # ------------------------------------------------------------------------------------------ dataclasses
@@ -318,6 +338,7 @@ class VaultConfig:
     pre_client: Optional[str] = None
     post_client: Optional[str] = None
     post_server: Optional[str] = None
+    metadata: Optional[str] = None
     config_files: List[Path] = field(default_factory=list)
     confdir: Optional[Path] = None
     options: Dict[str, object] = field(default_factory=dict)
@@ -750,5 +771,6 @@ def _build_vault(master: MasterConfig, vault: str, branch: Optional[str], vault_
         rsync_timeout=int(_scalar(v, "rsync-timeout", 600)),
         pre_server=_scalar(v, "pre-server"), pre_client=_scalar(v, "pre-client"),
         post_client=_scalar(v, "post-client"), post_server=_scalar(v, "post-server"),
+        metadata=_scalar(v, "metadata"),
         config_files=list(state.files), confdir=master.confdir, options=options,
     )

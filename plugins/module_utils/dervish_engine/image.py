@@ -2,8 +2,14 @@
 
 Run sequence: config -> image time and name -> lock (stale lock recovery) -> exists check ->
 reference -> expire -> mkdir image (0700) + tree -> summary head -> exclude file -> pre-server ->
-pre-client -> rsync (retried while the outcome is ``error``) -> post-client -> post-server ->
-Backup-complete + Status -> hist (good images only) -> log compression -> index -> chmod -> unlock.
+pre-client -> metadata (``metadata:``, into ``metadata/``) -> rsync (retried while the outcome is
+``error``) -> post-client -> post-server -> Metadata + Backup-complete + Status -> hist (good images
+only) -> log compression -> index -> chmod -> unlock.
+
+Metadata never decides the image's status: a failed ``metadata:`` command, bad output or a write
+error is ``Metadata: failed (<reason>)`` in the summary and the log, and the image is as good as its
+rsync; a good image without its metadata is a problem line and exit 4, as a failed index is. Items
+that failed on the client (the rest was written) are a warning only (see ``metadata_fetch``).
 
 Rules: a run never modifies or deletes an earlier image; a failed image keeps its summary (with a
 ``Status:`` saying why), its log, its partial tree and mode 0700 and is never used as a reference.
@@ -258,6 +264,7 @@ class ImageRun:
         self._child = None
         self._child_is_group = True
         self._created = False
+        self._metadata_problem: Optional[str] = None
         overrides = {}
         if self.options.expire is not None:
             overrides["expire"] = self.options.expire
@@ -467,6 +474,7 @@ class ImageRun:
                     status = f"error -- {failures[-1]}"
                     break
             if status is None:
+                summary.metadata = self._metadata(log)
                 outcome = self._rsync(argv, log)
                 status = outcome.status
                 hook_status = outcome.hook_status
@@ -525,6 +533,8 @@ class ImageRun:
                     if (image_dir / "log").exists():
                         with contextlib.suppress(OSError):
                             (image_dir / name).unlink()
+            if self._metadata_problem:
+                problems.append(self._metadata_problem)
             if self.cfg.index and self.cfg.index not in ("none", "no"):
                 from . import index
 
@@ -543,6 +553,43 @@ class ImageRun:
             exc.errno in FULL_ERRNOS for exc in write_errors)
         problems = failures + problems
         return ImageResult(self.cfg.vault, self.branch, self.name, image_dir, status, exit_code, problems, full)
+
+    def _metadata(self, log) -> str:
+        """The client's restore metadata into ``metadata/``; the summary's ``Metadata:`` value."""
+        if not self.cfg.metadata:
+            return "none"
+        from . import metadata_fetch
+
+        if self.control is not None:
+            self.control.check()
+        log.write((f"Metadata: {self.cfg.metadata}\n").encode("utf-8", "surrogateescape"))
+        log.flush()
+        self.progress(f"{self.cfg.vault}:{self.branch}: metadata")
+
+        def started(proc) -> None:
+            with self._stop_lock:
+                self._child, self._child_is_group = proc, True  # its own session, as rsync
+            if self.control is not None and self.control.reason:
+                self.stop_child()
+
+        result = metadata_fetch.fetch(self.cfg.metadata, self.cfg.client,
+                                      rsync.bounded_rsh(self.cfg.rsh or "ssh", self.cfg.rsync_timeout),
+                                      self.local, self.image_dir, started=started)
+        with self._stop_lock:
+            self._child = None
+        if self.control is not None:
+            self.control.check()
+        if result.stderr:
+            log.write(result.stderr if result.stderr.endswith(b"\n") else result.stderr + b"\n")
+        text = metadata_fetch.summary_value(result.text)
+        log.write((f"Metadata: {text}\n").encode("utf-8", "surrogateescape"))
+        log.flush()
+        if not result.ok:
+            self._metadata_problem = f"metadata {text}: the image has no metadata/"
+        elif result.failed_items:
+            self.report(f"{self.cfg.vault}:{self.branch}: warning: metadata of image {self.name} lacks the items "
+                        f"that failed on the client: {', '.join(result.failed_items)}")
+        return text
 
     def _rsync(self, argv: List[str], log) -> rsync.RsyncOutcome:
         log.write((f"ACTION: {shlex.join(argv)}\n").encode("utf-8", "surrogateescape"))

@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from .errors import DervishError
 from .lock import is_locked
+from .metadata_layout import METADATA_DIR, METADATA_JSON
 from .space import disk_usage
 from .summary import read_summary, status_is_good
 from .timespec import format_time, parse_time
@@ -29,7 +30,9 @@ from .timespec import format_time, parse_time
 @dataclass
 class VaultStatus:
     """One vault's row. ``last_good_bytes``/``last_good_new_bytes``: recorded by the image (None when
-    unknown, e.g. an image Dirvish made); ``bytes_used``: measured, only with ``--space``."""
+    unknown, e.g. an image Dirvish made); ``metadata``: the last good image has ``metadata/`` (its summary
+    says ``Metadata: ok`` and ``metadata/metadata.json`` is there; None without a good image);
+    ``bytes_used``: measured, only with ``--space``."""
 
     vault: str
     bank: str
@@ -43,6 +46,7 @@ class VaultStatus:
     age_seconds: Optional[int] = None
     last_good_bytes: Optional[int] = None
     last_good_new_bytes: Optional[int] = None
+    metadata: Optional[bool] = None
     bytes_used: Optional[int] = None
     running: bool = False
     problems: List[str] = field(default_factory=list)
@@ -79,6 +83,7 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = F
         vs.last_good = name
         vs.last_good_complete = s.backup_complete
         vs.last_good_bytes, vs.last_good_new_bytes = s.image_bytes, s.image_new_bytes
+        vs.metadata = s.has_metadata and (vault_dir / name / METADATA_DIR / METADATA_JSON).is_file()
         done = parse_time(s.backup_complete)
         if done is not None:
             vs.age_seconds = max(0, int((now - done).total_seconds()))

@@ -26,7 +26,8 @@ Layout written by Dirvish 1.2.1 (dirvish:496-534, 555, 756-799) and reproduced h
     <blank>
     ACTION: rsync ...
     Backup-begin: YYYY-MM-DD HH:MM:SS   <- end of render_head (omitted when not yet begun: dry run)
-    Image-bytes: 123456789              <- render_tail: dervish only, rsync's figures (module space)
+    Metadata: ok                        <- render_tail: dervish only, the restore metadata (see below)
+    Image-bytes: 123456789              <- dervish only, rsync's figures (module space)
     Image-new-bytes: 4567                  when known; then hook failure lines, Backup-complete, Status
     post-client failed (3)
     Backup-complete: YYYY-MM-DD HH:MM:SS
@@ -35,7 +36,10 @@ Layout written by Dirvish 1.2.1 (dirvish:496-534, 555, 756-799) and reproduced h
 Times are kept as the text written (``YYYY-MM-DD HH:MM:SS``); use ``timespec.format_time`` /
 ``timespec.parse_time`` to convert. The file stays readable by Dirvish's own tools (which read it
 with the config grammar); values are written verbatim, so a ``#`` in a value is cut off there.
-``Image-bytes``/``Image-new-bytes`` are capitalised like Dirvish's own run-time keys: Dirvish's tools
+``Metadata:`` says whether the image has ``metadata/`` (the vault's ``metadata:`` command): ``ok``,
+``ok (items failed: a, b)`` (written, some items missing), ``failed (<reason>)`` (no ``metadata/``)
+or ``none`` (not configured); absent in images made before it or by Dirvish.
+``Metadata``, ``Image-bytes`` and ``Image-new-bytes`` are capitalised like Dirvish's own run-time keys: Dirvish's tools
 look summary keys up by name, so these change nothing for them (tests/integration/engine/
 test_dirvish_interop.py runs dirvish-locate and dirvish on such banks).
 """
@@ -69,6 +73,7 @@ class Summary:
     ``extra`` holds the long-summary options (key -> str or list of str); non-empty only in long
     mode. ``hook_failures`` holds lines like ``post-client failed (3)``. ``image_bytes`` is the size
     of the files in the tree and ``image_new_bytes`` what the run copied (the rest are hard links).
+    ``metadata`` is the ``Metadata:`` text (None when the image has no such line).
     ``status`` is the text after ``Status:`` (None while running or after a hook failure that stopped the run).
     ``other`` keeps lines a parser did not understand (never rendered).
     """
@@ -96,6 +101,7 @@ class Summary:
     hook_failures: List[str] = field(default_factory=list)
     image_bytes: Optional[int] = None
     image_new_bytes: Optional[int] = None
+    metadata: Optional[str] = None
     backup_complete: Optional[str] = None
     status: Optional[str] = None
     other: List[str] = field(default_factory=list)
@@ -104,6 +110,15 @@ class Summary:
     def good(self) -> bool:
         """Completed with a good status (what dirvish-locate requires)."""
         return bool(self.backup_complete) and status_is_good(self.status)
+
+    @property
+    def has_metadata(self) -> bool:
+        """The run wrote ``metadata/`` (possibly with some items failed)."""
+        return metadata_is_ok(self.metadata)
+
+
+def metadata_is_ok(text: Optional[str]) -> bool:
+    return bool(text) and (text.strip() == "ok" or text.strip().startswith("ok "))
 
 
 def status_is_good(status: Optional[str]) -> bool:
@@ -153,11 +168,11 @@ def render_head(s: Summary) -> str:
 
 
 def render_tail(s: Summary) -> str:
-    """The space figures, hook-failure lines, ``Backup-complete:`` and ``Status:`` (each only when set).
+    """``Metadata:``, the space figures, hook-failure lines, ``Backup-complete:`` and ``Status:`` (each only when set).
 
     Hook-failure lines stay right before ``Backup-complete:``, where Dirvish writes them.
     """
-    lines = [f"{key}: {value}" for key, value in (("Image-bytes", s.image_bytes),
+    lines = [f"{key}: {value}" for key, value in (("Metadata", s.metadata), ("Image-bytes", s.image_bytes),
                                                   ("Image-new-bytes", s.image_new_bytes)) if value is not None]
     lines.extend(s.hook_failures)
     if s.backup_complete:
@@ -223,6 +238,8 @@ def parse_summary(text: str) -> Summary:
             s.backup_complete = value
         elif key == "Status":
             s.status = value
+        elif key == "Metadata" and after_action:
+            s.metadata = value
         elif key in ("Image-bytes", "Image-new-bytes") and value.isdigit():
             setattr(s, "image_bytes" if key == "Image-bytes" else "image_new_bytes", int(value))
         elif key in _BY_KEY and not (after_flags and key in ("client", "tree", "rsh", "vault", "branch")):

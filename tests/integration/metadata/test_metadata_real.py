@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.dervish.backup.plugins.module_utils import dervish_metadata as md
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine import metadata_layout as layout
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROGRAM = REPO_ROOT / "plugins" / "module_utils" / "dervish_metadata.py"
@@ -89,7 +90,7 @@ def test_collected_dump_recreates_the_table(tmp_path, source_disk):
     dest = tmp_path / "image" / "metadata"
     dest.parent.mkdir()
     (dest.parent / "tree").mkdir()
-    md.write_metadata_dir(col.to_dict(), str(dest))
+    layout.write_metadata_dir(col.to_dict(), str(dest))
     dump = dest / "sfdisk" / f"{disk}.dump"
     assert dump.read_text() == item.output
 
@@ -123,7 +124,7 @@ def test_uuids_and_labels_are_collected(tmp_path, source_disk):
     assert devices[f"{name}p2"]["size"] == 48 * 1024 * 1024
 
     dest = tmp_path / "metadata"
-    md.write_metadata_dir(col.to_dict(), str(dest))
+    layout.write_metadata_dir(col.to_dict(), str(dest))
     assert data_uuid in (dest / "blkid.txt").read_text()
     saved = json.loads((dest / "metadata.json").read_text())["items"]
     assert saved["blkid"]["data"][f"{loop}p2"]["UUID"] == data_uuid
@@ -133,12 +134,14 @@ def test_uuids_and_labels_are_collected(tmp_path, source_disk):
 
 def test_program_prints_the_collection(tmp_path, source_disk):
     """The file the role deploys as dervish-metadata, run as a program."""
-    proc = subprocess.run([sys.executable, str(PROGRAM), "--json", "--write", str(tmp_path / "metadata")],
+    proc = subprocess.run([sys.executable, str(PROGRAM), "--json"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode in (md.EXIT_OK, md.EXIT_ITEM_FAILED), proc.stderr
     data = json.loads(proc.stdout)
     disk = os.path.basename(source_disk)
     assert disk in data["disks"] and data["items"][f"sfdisk/{disk}"]["status"] == md.OK
+    # as the engine does with a client's output
+    layout.write_metadata_dir(layout.parse_collection(proc.stdout.encode()), str(tmp_path / "metadata"))
     assert (tmp_path / "metadata" / "sfdisk" / f"{disk}.dump").is_file()
     if proc.returncode == md.EXIT_ITEM_FAILED:  # e.g. a disk this container may not open
         failed = [n for n, i in data["items"].items() if i["status"] == md.FAILED]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.dervish.backup.plugins.module_utils import dervish_metadata as md
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine import metadata_layout as layout
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "metadata"
 
@@ -260,7 +261,7 @@ def test_write_metadata_dir_layout_and_modes(tmp_path):
     data = collected(tmp_path)
     dest = tmp_path / "image" / "metadata"
     dest.parent.mkdir()
-    written = md.write_metadata_dir(data, str(dest))
+    written = layout.write_metadata_dir(data, str(dest))
     assert written == sorted([
         "sfdisk/sda.dump", "sfdisk/loop1.dump", "lsblk.json", "blkid.txt", "df.txt", "fstab", "crypttab", "mounts",
         "swaps",
@@ -280,7 +281,7 @@ def test_write_metadata_dir_replaces_whole_set(tmp_path):
     dest = tmp_path / "metadata"
     dest.mkdir()
     (dest / "stale.txt").write_text("from an older run\n")
-    md.write_metadata_dir(data, str(dest))
+    layout.write_metadata_dir(data, str(dest))
     assert not (dest / "stale.txt").exists() and (dest / "metadata.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata", "root"]
 
@@ -297,35 +298,46 @@ def test_write_metadata_dir_failure_keeps_old_set(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(md.os, "rename", failing_rename)  # a full disk at the last step cannot be made on demand
-    with pytest.raises(md.MetadataError, match="No space left on device"):
-        md.write_metadata_dir(data, str(dest))
+    monkeypatch.setattr(layout.os, "rename", failing_rename)  # a full disk at the last step cannot be made on demand
+    with pytest.raises(layout.MetadataError, match="No space left on device"):
+        layout.write_metadata_dir(data, str(dest))
     assert (dest / "metadata.json").read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata", "root"]
 
 
 def test_write_metadata_dir_missing_parent(tmp_path):
-    with pytest.raises(md.MetadataError, match=r"parent directory .*/nope does not exist"):
-        md.write_metadata_dir({"items": {}}, str(tmp_path / "nope" / "metadata"))
+    with pytest.raises(layout.MetadataError, match=r"parent directory .*/nope does not exist"):
+        layout.write_metadata_dir({"items": {}}, str(tmp_path / "nope" / "metadata"))
 
 
 def test_failed_items_have_no_file_and_unsafe_disk_names_are_ignored():
     data = {"items": {"uname": {"status": md.FAILED, "output": "partial"},
                       "sfdisk/../x": {"status": md.OK, "output": "label: gpt\n"}}, "boot": {}}
-    assert sorted(md.render_files(data)) == ["boot.json", "metadata.json"]
+    assert sorted(layout.render_files(data)) == ["boot.json", "metadata.json"]
 
 
 def test_main_prints_json_and_exit_code(monkeypatch, capsys, tmp_path):
     col = md.collect(runner=fileserver_runner(), which=lambda name: f"/usr/sbin/{name}",
                      root=str(fake_root(tmp_path, efi=False)))
     monkeypatch.setattr(md, "collect", lambda: col)
-    assert md.main(["--json", "--write", str(tmp_path / "out")]) == md.EXIT_OK
-    assert json.loads(capsys.readouterr().out)["boot"]["firmware"] == "bios"
-    assert (tmp_path / "out" / "metadata.json").is_file()
+    assert md.main(["--json"]) == md.EXIT_OK
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["boot"]["firmware"] == "bios"
+    assert layout.parse_collection(json.dumps(printed).encode()) == printed  # what the engine accepts
     col.items["uname"].status = md.FAILED
     assert md.main([]) == md.EXIT_ITEM_FAILED
     assert "uname failed" in capsys.readouterr().err
-    assert md.main(["--write", str(tmp_path / "no" / "dir")]) == md.EXIT_WRITE_FAILED
+    with pytest.raises(SystemExit) as exc:
+        md.main(["--write", str(tmp_path / "out")])  # the program writes nothing: the engine does
+    assert exc.value.code == md.EXIT_USAGE
     with pytest.raises(SystemExit) as exc:
         md.main(["--bogus"])
     assert exc.value.code == md.EXIT_USAGE
+
+
+def test_collector_and_layout_share_one_vocabulary():
+    # dervish_metadata.py runs alone on the client, so it cannot import the engine's layout module
+    assert (md.FORMAT_VERSION, md.OK, md.FAILED, md.TOOL_MISSING, md.NOT_PRESENT) == (
+        layout.FORMAT_VERSION, layout.OK, layout.FAILED, layout.TOOL_MISSING, layout.NOT_PRESENT)
+    assert "ansible_collections" not in Path(md.__file__).read_text() and "dervish_engine import" not in \
+        Path(md.__file__).read_text()
