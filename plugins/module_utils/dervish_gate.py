@@ -594,7 +594,8 @@ def run_child(argv: Sequence[str], environ: Mapping[str, str], rrsync: str = DEF
         previous[signum] = signal.signal(signum, forward)
     tail = b""
     try:
-        assert child.stderr is not None
+        if child.stderr is None:
+            raise AssertionError("the child's stderr is a pipe")
         while True:
             try:
                 chunk = os.read(child.stderr.fileno(), 65536)

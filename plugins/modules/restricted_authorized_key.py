@@ -54,6 +54,8 @@ options:
     type: list
     elements: path
     default: [/root/.ssh/authorized_keys2]
+author:
+  - dervish developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -109,7 +111,7 @@ def parse_key(key: str) -> Tuple[str, str]:
     match = KEY_RE.fullmatch(key.strip())
     if match is None:
         raise AuthorizedKeyError(f"key: {key.strip()[:60]!r} is not a public key '<type> <base64> [comment]' "
-                        "(without options)")
+                                 "(without options)")
     return " ".join(key.split()), match.group("body")
 
 
@@ -179,7 +181,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             key=dict(type="str", required=True, no_log=False),
-            key_options=dict(type="str", required=True),
+            key_options=dict(type="str", required=True, no_log=False),
             path=dict(type="path", default="/root/.ssh/authorized_keys"),
             purge=dict(type="list", elements="path", default=["/root/.ssh/authorized_keys2"]),
         ),
@@ -219,7 +221,7 @@ def main():
     except OSError as exc:
         module.fail_json(msg=f"cannot read {exc.filename}: {to_native(exc.strerror or exc)}", **result)
 
-    result["diff"] = [dict(before_header=p, after_header=p, before=b, after=a) for p, b, a, _ in changes]
+    result["diff"] = [dict(before_header=p, after_header=p, before=b, after=a) for p, b, a, dummy in changes]
     result["changed"] = bool(changes)
     if changes and not module.check_mode:
         for target, _before, after, _existed in changes:

@@ -210,7 +210,7 @@ class ErrorCollector:
     def run(self) -> None:
         for raw in self.stream:
             line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-            if len(self.lines) < MAX_ERROR_LINES or any(rx.search(message_text(line)) for rx, _ in FATAL_PATTERNS):
+            if len(self.lines) < MAX_ERROR_LINES or any(rx.search(message_text(line)) for rx, dummy in FATAL_PATTERNS):
                 self.lines.append(line)
             else:
                 self.dropped += 1

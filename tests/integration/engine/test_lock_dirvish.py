@@ -12,9 +12,12 @@ import signal
 import subprocess
 import time
 
-from test_dirvish_interop import ETC_DIRVISH, pytestmark  # noqa: F401 (same skip conditions)
+import test_dirvish_interop as interop
 
 from dervish_engine import lock
+
+ETC_DIRVISH = interop.ETC_DIRVISH
+pytestmark = interop.pytestmark  # same skip conditions
 
 
 def test_a_live_dirvish_run_locks_and_its_leftover_lock_does_not(bank, small_tree, tmp_path):

@@ -185,4 +185,3 @@ def test_runall_stops_an_image_inside_its_pre_server_hook(bank, tmp_path):
     assert status_of(bank.bank / "a" / "run") == "error -- interrupted (SIGTERM)"
     assert not (bank.bank / "a" / "dirvish" / "lock_file").exists()
     assert wait_for(lambda: not _hook_pids(marker), timeout=5), "the hook outlived the stopped run"
-

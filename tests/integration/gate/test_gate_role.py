@@ -106,7 +106,7 @@ def test_the_clients_rsync_runs_under_nice_and_ionice(lab: Lab, provisioned) -> 
                                    "laptop1:/home/gate-nice/ /tmp/gate-nice/ >/dev/null 2>&1 < /dev/null & echo $!")
         puller = int(pull.stdout.strip())
         seen = ""
-        for _ in range(50):
+        for _attempt in range(50):
             seen = lab.ssh("laptop1", "for p in $(pgrep -x rsync); do "
                                       "echo $(ps -o ni= -p $p) $(ionice -p $p); done", check=False).stdout
             if seen.strip():

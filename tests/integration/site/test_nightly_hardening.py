@@ -43,7 +43,7 @@ def _start_slow_run(lab: Lab, vault: str) -> tuple[int, int]:
     lab.ssh(lab.server, f"cp {MASTER} /root/master.conf.saved && echo 'pre-server: {HOOK}' >> {MASTER}")
     sid = int(lab.ssh(lab.server, f"setsid {WRAPPER} {vault} </dev/null >/root/slow-run.out 2>&1 & echo $!").stdout)
     try:
-        for _ in range(300):
+        for _attempt in range(300):
             found = lab.ssh(lab.server, f"pgrep -s {sid} -fx '{HOOK}'", check=False).stdout.split()
             if found:
                 return sid, int(found[0])
@@ -54,7 +54,7 @@ def _start_slow_run(lab: Lab, vault: str) -> tuple[int, int]:
 
 
 def _wait_gone(lab: Lab, sid: int) -> None:
-    for _ in range(300):
+    for _attempt in range(300):
         if lab.ssh(lab.server, f"pgrep -s {sid}", check=False).returncode != 0:
             return
         time.sleep(0.2)

@@ -24,7 +24,7 @@ def test_a_gate_hook_is_sent_as_the_bare_command_name(tmp_path) -> None:
 
 
 def test_a_gate_hook_keeps_allowlisted_arguments_quoted(tmp_path) -> None:
-    argv, *_ = hooks.build_argv("post-client", "gate:db-dump --since %Y 'a b'", ctx(tmp_path))
+    argv, *dummy = hooks.build_argv("post-client", "gate:db-dump --since %Y 'a b'", ctx(tmp_path))
     assert argv[-1] == "db-dump --since 2026 'a b'"
 
 
@@ -42,7 +42,7 @@ def test_a_gate_hook_of_a_local_client_is_an_error_logged(tmp_path) -> None:
 
 
 def test_a_plain_remote_hook_still_goes_through_sh(tmp_path) -> None:
-    argv, *_ = hooks.build_argv("pre-client", "echo hi", ctx(tmp_path))
+    argv, *dummy = hooks.build_argv("pre-client", "echo hi", ctx(tmp_path))
     assert argv[-1].startswith("sh -c ")
 
 
