@@ -181,11 +181,17 @@ def test_lock_from_another_boot_is_stale(bank, small_tree):
     lock.write_text(f"{os.getpid()}\nboot-id: 00000000-0000-0000-0000-000000000000\nhost: {socket.gethostname()}\n")
     proc = bank.run("image", "v1", "--image", "x", check=0)
     assert f"stale lock of PID {os.getpid()}" in proc.stderr
-    # a Dirvish-era lock (PID only, no newline) of a live process is respected
-    lock.write_text(str(os.getpid()))
-    proc = bank.run("image", "v1", "--image", "y", check=3)
-    assert f"is being backed up by PID {os.getpid()}" in proc.stderr
-    assert lock.read_text() == str(os.getpid())
+    # a Dirvish-era lock (PID only, no newline) of a live backup process is respected
+    backup = subprocess.Popen(["bash", "-c", "exec -a dirvish sleep 60"])
+    try:
+        time.sleep(0.2)  # exec done: the process's command line names dirvish
+        lock.write_text(str(backup.pid))
+        proc = bank.run("image", "v1", "--image", "y", check=3)
+        assert f"is being backed up by PID {backup.pid}" in proc.stderr
+        assert lock.read_text() == str(backup.pid)
+    finally:
+        backup.kill()
+        backup.wait()
     lock.unlink()
 
 

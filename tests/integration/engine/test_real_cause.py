@@ -12,7 +12,9 @@ def status_of(image):
 
 
 def test_over_long_rsync_option_says_so(bank, small_tree):
-    vault = bank.vault("v1", small_tree, "rsync-option: --filter=- " + "x" * (200 * 1024) + "\n")
+    # each line within the configuration's line limit, together more than the kernel takes (ARG_MAX)
+    options = "".join(f"\t--filter=- {i}" + "x" * 15000 + "\n" for i in range(200))
+    vault = bank.vault("v1", small_tree, "rsync-option:\n" + options)
     proc = bank.run("image", "v1", "--image", "long", check=1)
     status = status_of(vault / "long")
     assert status.startswith("fatal error (126) -- command could not be run: dervish: cannot run rsync: "

@@ -19,6 +19,9 @@ KEY = "/root/.ssh/dervish_backup_ed25519"
 
 @pytest.fixture(scope="module")
 def provisioned(lab: Lab):
+    # other test files provision the session's lab too: these tests start from new, bare hosts
+    lab.down()
+    lab.up()
     first = run_playbook(lab, "site.yml")
     assert first.rc == 0, first.stdout[-6000:]
     return first
