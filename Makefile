@@ -56,12 +56,8 @@ lab-down:  ## stop the lab and remove its state; safe to run twice
 lab-status:  ## show which lab hosts run
 	@lab/labctl status
 
-demo: lab-up  ## set up, start the lab, provision it, back it up and show the images
-	ansible-playbook -i inventory/lab playbooks/lab_hosts.yml
-	ansible-playbook -i inventory/lab playbooks/site.yml
-	ansible-playbook -i inventory/lab playbooks/backup.yml
-	@echo
-	@echo "The lab keeps running: ssh -F .lab/ssh_config backup   (stop it with: make lab-down)"
+demo: lab-up  ## provision the lab, back up, change files, back up again, show status and what each image added
+	@bash scripts/demo.sh
 
 lint: setup  ## ruff, shellcheck, ansible-lint (production profile), changelog fragments
 	ruff check .

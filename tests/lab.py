@@ -32,6 +32,11 @@ class Lab:
     def server(self) -> str:
         return self.hosts[0]
 
+    def disk(self, host: str) -> str | None:
+        """The loop device of a client's own disk (labctl's LAB_DISK_HOSTS, laptop1 by default), or None."""
+        record = self.dir / f"{host}-disk.loop"
+        return record.read_text().strip() if record.is_file() else None
+
     def ip(self, host: str) -> str:
         return f"{self.net}.{self.hosts.index(host) + 1}"
 

@@ -59,8 +59,9 @@ Which block devices are disks: the top-level devices of ``lsblk`` with type ``di
 size, plus loop devices that carry a partition table (they have partitions as children). The second
 rule is for the lab, where loop devices stand in for disks; a plain loop device (a mounted image
 file) is not a disk. A disk without a partition table gets ``skipped: not present`` for its sfdisk
-item. The ``.dump`` file is sfdisk's output unchanged, so ``sfdisk /dev/<new disk> < <disk>.dump``
-recreates the table (same label-id, partition UUIDs, types, starts and sizes).
+item, and so does a disk that lsblk lists but whose device node this system lacks (a container
+sees its machine's disks in sysfs). The ``.dump`` file is sfdisk's output unchanged, so
+``sfdisk /dev/<new disk> < <disk>.dump`` recreates the table (same label-id, partition UUIDs, types, starts and sizes).
 
 Boot loader: the firmware is ``efi`` when ``/sys/firmware/efi`` exists, else ``bios``. The grub
 device is taken from debconf's ``grub-pc/install_devices`` answer (Debian and Ubuntu record there
@@ -422,6 +423,10 @@ def collect(*, runner: Runner = subprocess.run, which: Callable[[str], Optional[
     for disk in col.disks:
         item = col.add(tool(f"sfdisk/{disk}", ["sfdisk", "--dump", f"/dev/{disk}"]))
         if item.status == FAILED and "does not contain a recognized partition table" in item.stderr:
+            item.status = NOT_PRESENT
+        elif item.status == FAILED and f"cannot open /dev/{disk}: No such file or directory" in item.stderr:
+            # lsblk reads sysfs, which a container shares with its machine; without the device node the
+            # disk is the machine's, not this system's to rebuild (the stderr says so in metadata.json)
             item.status = NOT_PRESENT
     blkid = col.add(_parse(tool("blkid", ["blkid", "-c", "/dev/null"]), parse_blkid))
     if blkid.status == FAILED and blkid.rc == 2 and not blkid.output:

@@ -49,6 +49,11 @@ DEFAULT_VAULT_EXCLUDES = (
 )
 # The roles' rsh: line of master.conf; only its shape matters to the engine's check.
 MASTER_RSH = "ssh -o BatchMode=yes"
+# backup_client_metadata: the gate's command (installed by backup_client as /usr/local/sbin/<name>)
+# and what the server's vault configurations send through the gate for it.
+METADATA_GATE_COMMAND = "dervish-metadata"
+METADATA_PROGRAM = "/usr/local/sbin/dervish-metadata"
+METADATA_COMMAND = "dervish-metadata --json"
 
 
 class SiteError(Exception):
@@ -70,6 +75,7 @@ class Vault:
     xdev: bool = True
     pre_client: str = ""   # program on the client, run through its gate as dervish-pre-client-<name>
     post_client: str = ""  # likewise, dervish-post-client-<name>
+    metadata: str = ""     # the vault's metadata: command (backup_client_metadata), "" for none
 
     def gate_hooks(self) -> List[Dict[str, str]]:
         """The client hooks as the two ends name them: the engine's hook key (``pre-client``), the
@@ -135,9 +141,16 @@ def client_address(client: str, client_vars: Mapping[str, Any]) -> str:
     return _text(client_vars.get("backup_client_address")) or _text(client_vars.get("ansible_host")) or client
 
 
+def metadata_enabled(client_vars: Mapping[str, Any]) -> bool:
+    """backup_client_metadata with the role's default (true)."""
+    value = client_vars.get("backup_client_metadata")
+    return True if value is None else bool(value)
+
+
 def client_vaults(client: str, client_vars: Mapping[str, Any]) -> List[Vault]:
     """The client's vaults, explicit or one per listed filesystem, with the site-wide excludes."""
     address = client_address(client, client_vars)
+    metadata = METADATA_COMMAND if metadata_enabled(client_vars) else ""
     explicit = client_vars.get("backup_client_vaults") or []
     if explicit:
         raw = [dict(item) for item in explicit]
@@ -170,6 +183,7 @@ def client_vaults(client: str, client_vars: Mapping[str, Any]) -> List[Vault]:
             xdev=True if xdev is None else bool(xdev),
             pre_client=_text(item.get("pre_client")),
             post_client=_text(item.get("post_client")),
+            metadata=metadata,
         ))
     return vaults
 
@@ -294,6 +308,8 @@ def vault_config_lines(vault: Vault, where: str, excludes_from: str) -> Lines:
         lines += [(f"\t{rule}", f"{where}.expire_rules[{i}]") for i, rule in enumerate(vault.expire_rules)]
     lines += [(f"{hook['hook']}: gate:{hook['command']}", f"{where}.{hook['hook'].replace('-', '_')}")
               for hook in vault.gate_hooks()]
+    if vault.metadata:
+        lines.append((f"metadata: {vault.metadata}", "backup_client_metadata"))
     return lines
 
 
@@ -310,22 +326,28 @@ def _gate_problem(lines: Lines) -> Optional[Tuple[str, str]]:
 
 
 def gate_config_lines(trees: Sequence[Tuple[str, str]], commands: Mapping[str, Any],
-                      hooks: Sequence[Tuple[Mapping[str, str], str]] = ()) -> Lines:
+                      hooks: Sequence[Tuple[Mapping[str, str], str]] = (), metadata: bool = False) -> Lines:
     """The gate's configuration as templates/etc/dervish/gate.conf.j2 writes it, from the raw values;
-    ``hooks`` are (Vault.gate_hooks() entry, variable) pairs."""
+    ``hooks`` are (Vault.gate_hooks() entry, variable) pairs; ``metadata``: backup_client_metadata."""
     lines: Lines = [(f"tree {shlex.quote(str(tree))}", where) for tree, where in trees]
     lines += [(f"command {shlex.quote(str(name))} {shlex.quote(_text(path))}", f"backup_client_gate_commands.{name}")
               for name, path in sorted(commands.items(), key=lambda item: str(item[0]))]
+    if metadata:
+        lines += [(f"command {METADATA_GATE_COMMAND} {METADATA_PROGRAM}", "backup_client_metadata"),
+                  (f"arg {METADATA_COMMAND}", "backup_client_metadata")]
     lines += [(f"command {shlex.quote(hook['command'])} {shlex.quote(hook['program'])}", where)
               for hook, where in hooks]
     return lines
 
 
 def _check_gate(client: str, trees: Sequence[Tuple[str, str]], commands: Mapping[str, Any],
-                report: SiteReport, hooks: Sequence[Tuple[Mapping[str, str], str]] = ()) -> None:
-    lines = gate_config_lines(trees, commands, hooks)
+                report: SiteReport, hooks: Sequence[Tuple[Mapping[str, str], str]] = (),
+                metadata: bool = False) -> None:
+    lines = gate_config_lines(trees, commands, hooks, metadata)
     found = False
     for line in lines:  # each line alone names its own variable
+        if line[0].startswith("arg "):
+            continue  # judged with its command line below
         problem = _gate_problem([line])
         if problem:
             report.add(f"{client}: {problem[0]}: {problem[1]}")
@@ -531,7 +553,7 @@ def _check_client(client: str, checked: Mapping[str, Any], report: SiteReport) -
               f"backup_client_vaults[{index}].{key}")
              for index, vault in enumerate(explicit) for key in ("pre_client", "post_client") if vault.get(key)]
     _check_gate(client, [(tree, where) for tree, where in trees if tree.startswith("/")],
-                checked.get("backup_client_gate_commands") or {}, report, hooks)
+                checked.get("backup_client_gate_commands") or {}, report, hooks, metadata_enabled(checked))
     return renderable
 
 

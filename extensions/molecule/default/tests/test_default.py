@@ -17,11 +17,14 @@ def test_host_is_the_lab_host_it_claims(host, name) -> None:
     assert host.file("/etc/lab-host").content_string.split()[0] == name
 
 
-def test_only_the_server_has_a_block_device(host, name) -> None:
+def test_only_the_server_and_laptop1_have_block_devices(host, name) -> None:
     devices = host.run("find /dev -type b").stdout.split()
     if name == "backup":
         assert len(devices) == 3 and all(d.startswith("/dev/loop") for d in devices)
         assert host.run("blkid -L BACKUPDRIVE").rc == 0
+    elif name == "laptop1":  # its own disk (labctl LAB_DISK_HOSTS): a loop device and 3 partitions
+        assert len(devices) == 4 and all(d.startswith("/dev/loop") for d in devices)
+        assert host.run("blkid -L laptop1-home").rc == 0
     else:
         assert devices == []
 
