@@ -98,6 +98,15 @@ errors:
   type: list
   elements: dict
   sample: []
+messages:
+  description:
+    - One line per decision, as C(dervish expire) prints them - C(removed VAULT:BRANCH:IMAGE (REASON)) (in check
+      mode C(would remove ...)), C(kept ...) for the newest good images that expired, C(busy ...), C(cannot remove ...).
+  returned: always
+  type: list
+  elements: str
+  sample: ["removed laptop1-home:default:20261103-0400 (expired 2026-11-18 04:00:00)",
+           "kept firewall-etc:default:20261101-0400 (expired, kept: newest good image of firewall-etc:default)"]
 problems:
   description: Images that could not be judged (summary unreadable, C(Expire:) unparsable); they are kept.
   returned: always
@@ -140,7 +149,7 @@ def main():
         argument_spec=dict(config=dict(type="path"), vault=dict(type="str")),
         supports_check_mode=True,
     )
-    result = dict(changed=False, removed=[], kept_newest=[], busy=[], errors=[], problems=[])
+    result = dict(changed=False, removed=[], kept_newest=[], busy=[], errors=[], problems=[], messages=[])
     try:
         master = load_master(module.params["config"])
         missing = missing_banks(master.banks)
@@ -170,6 +179,12 @@ def main():
         problems=list(plan.problems),
         changed=bool(gone),
     )
+    verb = "would remove" if module.check_mode else "removed"
+    result["messages"] = (
+        [f"{verb} {_label(e)} ({e['reason']})" for e in result["removed"]]
+        + [f"kept {_label(e)} ({e['reason']})" for e in result["kept_newest"]]
+        + [f"busy {_label(e)} ({e['reason']})" for e in result["busy"]]
+        + [e["error"] for e in result["errors"]] + result["problems"])
     if gone and module._diff:
         result["diff"] = dict(before="".join(_label(e) + "\n" for e in result["removed"]), after="",
                               before_header="expired images", after_header="expired images after the run")

@@ -88,3 +88,10 @@ def test_unreadable_expire_is_kept_and_fails_the_task(capsys, tmp_path, bank):
     result = run_module(capsys, tmp_path)
     assert result["failed"] is True and "cannot be parsed" in result["msg"]
     assert [r["image"] for r in result["removed"]] == ["older-failed"] and (bank / "v" / "old").is_dir()
+
+
+def test_messages_read_like_dervish_expire(capsys, tmp_path, bank):
+    would = run_module(capsys, tmp_path, check=True)["messages"]
+    assert would[0].startswith("would remove v:default:older-failed (failed image, expired ")
+    assert would[-1] == "kept w:default:only (expired, kept: newest good image of w:default)"
+    assert run_module(capsys, tmp_path)["messages"][1].startswith("removed v:default:old (expired ")
