@@ -222,9 +222,9 @@ def main():
         entry["host"] = str(hosts.get(row.vault) or row.client or "")
         for problem in row.problems:
             module.warn(f"vault {row.vault}: {problem}")
-    result.update(vaults=doc["vaults"], generated=doc["generated"],
-                  stale=[entry["vault"] for entry in doc["vaults"] if entry["stale"]],
-                  table=render_table(doc["vaults"]))
+    rows = sorted(doc["vaults"], key=lambda entry: (entry["host"], entry["vault"], entry["bank"]))
+    result.update(vaults=rows, generated=doc["generated"], stale=[entry["vault"] for entry in rows if entry["stale"]],
+                  table=render_table(rows))
     module.exit_json(**result)
 
 

@@ -57,8 +57,10 @@ def test_old_and_never_good_vaults_are_stale(capsys, site):
     assert rows["never"]["last_good"] is None and rows["never"]["last_attempt_status"].startswith("error (23)")
     assert rows["never"]["images"] == 1 and rows["never"]["good_images"] == 0
     assert result["table"][0].split()[:3] == ["HOST", "VAULT", "LAST"]
-    assert [line.split()[1] for line in result["table"][1:]] == ["fresh", "never", "old"]
-    assert result["table"][3].split()[-1] == "yes"
+    # per client: sorted by host, then vault
+    assert [line.split()[:2] for line in result["table"][1:]] == [
+        ["192.0.2.11", "never"], ["192.0.2.11", "old"], ["laptop1", "fresh"]]
+    assert [line.split()[-1] for line in result["table"][1:]] == ["yes", "yes", "no"]
 
 
 def test_limit_is_a_variable(capsys, site):
