@@ -47,7 +47,7 @@ options:
     default: 48
   space:
     description:
-      - Also measure each vault's real disk usage (RV(vaults[].bytes_used)) by walking every inode below it,
+      - Also measure each vault's real disk usage (C(bytes_used) in RV(vaults)) by walking every inode below it,
         counting hard links once. Slow on a big bank.
     type: bool
     default: false
