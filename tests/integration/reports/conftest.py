@@ -30,6 +30,18 @@ class Drive:
     def images(self, vault: str) -> list[str]:
         return sorted(name for name in self.run(f"ls -1 {BANK}/{vault}").stdout.split() if name != "dirvish")
 
+    def remove(self) -> list[str]:
+        """Take the drive's device nodes away from the server (an unplugged drive); returns what restore needs."""
+        loop = (self.lab.dir / "drive.loop").read_text().strip()
+        nodes = self.lab.ssh(self.lab.server, f"stat -c '%n %t %T' {loop} {loop}p1 {loop}p2").stdout.splitlines()
+        self.lab.ssh(self.lab.server, f"rm {loop} {loop}p1 {loop}p2")
+        return nodes
+
+    def restore(self, nodes: list[str]) -> None:
+        for line in nodes:
+            name, major, minor = line.split()
+            self.lab.ssh(self.lab.server, f"mknod -m 660 {name} b $((0x{major})) $((0x{minor}))")
+
     def mounted(self) -> bool:
         return self.lab.ssh(self.lab.server, "mountpoint -q /backup", check=False).returncode == 0
 

@@ -50,3 +50,13 @@ def test_run_removes_expired_never_the_newest_good(aged: dict, drive) -> None:
     again = run_playbook(drive.lab, "expire.yml")
     assert again.rc == 0 and again.changed_hosts == set(), again.changed
     assert "nothing has expired" in again.stdout or "kept firewall-etc" in again.stdout
+
+
+def test_absent_drive_fails_and_removes_nothing(aged: dict, drive) -> None:
+    nodes = drive.remove()
+    try:
+        run = run_playbook(drive.lab, "expire.yml")
+    finally:
+        drive.restore(nodes)
+    assert run.rc != 0 and any("absent" in message for message in run.failed.get("backup", [])), run.failed
+    assert drive.images("firewall-etc") == [aged["only"]] and not drive.mounted()
