@@ -9,11 +9,18 @@ directory, each inode counted once (hard links shared between images are counted
 
 A bank that is missing (an unmounted removable drive) is reported by :func:`missing_banks`, and an
 image whose summary cannot be read (not a regular file, unreadable) is one line in ``problems``.
+
+Each row also names the drive holding the vault: the first line of the ``DISKLABEL`` file at the root
+of the filesystem the vault is on (the file the nightly run logs to the drive log), and the client
+its images were taken from (the newest summary's ``client:``). :func:`is_stale` is the one rule for
+"this vault's backups are too old": no good image, or a last good image older than the limit.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +39,8 @@ class VaultStatus:
     """One vault's row. ``last_good_bytes``/``last_good_new_bytes``: recorded by the image (None when
     unknown, e.g. an image Dirvish made); ``metadata``: the last good image has ``metadata/`` (its summary
     says ``Metadata: ok`` and ``metadata/metadata.json`` is there; None without a good image);
-    ``bytes_used``: measured, only with ``--space``."""
+    ``bytes_used``: measured, only with ``--space``; ``client``: the newest image's ``client:``;
+    ``last_attempt_begin``: when the last attempt began; ``disklabel``: see :func:`drive_label`."""
 
     vault: str
     bank: str
@@ -50,6 +58,9 @@ class VaultStatus:
     bytes_used: Optional[int] = None
     running: bool = False
     problems: List[str] = field(default_factory=list)
+    client: Optional[str] = None
+    last_attempt_begin: Optional[str] = None
+    disklabel: Optional[str] = None
 
 
 def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = False) -> VaultStatus:
@@ -78,6 +89,8 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = F
         dummy, name, s = attempts[-1]
         vs.last_attempt = name
         vs.last_attempt_status = s.status or ("running" if is_locked(vault_dir) else "interrupted (no Status)")
+        vs.last_attempt_begin = s.backup_begin or s.image_now
+        vs.client = s.client
     if good:
         dummy, name, s = max(good, key=lambda a: (parse_time(a[2].backup_complete) or datetime.min, a[0], a[1]))
         vs.last_good = name
@@ -88,9 +101,54 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = F
         if done is not None:
             vs.age_seconds = max(0, int((now - done).total_seconds()))
     vs.running = is_locked(vault_dir)
+    vs.disklabel = drive_label(vault_dir)
     if with_usage:
         vs.bytes_used = disk_usage(vault_dir)
     return vs
+
+
+DISKLABEL = "DISKLABEL"
+
+
+def mount_root(path) -> Path:
+    """The topmost directory above ``path`` on the same device: the mount point of its filesystem."""
+    here = Path(path).resolve()
+    device = here.stat().st_dev
+    while here.parent != here and here.parent.stat().st_dev == device:
+        here = here.parent
+    return here
+
+
+def read_disklabel(directory) -> Optional[str]:
+    """The first line of ``directory/DISKLABEL``; None when missing, empty or not a regular file
+    (opened non-blocking and without following a symlink, so a FIFO never blocks), at most 256 bytes."""
+    try:
+        fd = os.open(os.path.join(str(directory), DISKLABEL),
+                     os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, 256)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return head.decode("utf-8", "replace").splitlines()[0].strip() if head.strip() else None
+
+
+def drive_label(path) -> Optional[str]:
+    """The label of the drive holding ``path``: ``DISKLABEL`` at the root of its filesystem, or None."""
+    try:
+        return read_disklabel(mount_root(path))
+    except OSError:
+        return None
+
+
+def is_stale(row: VaultStatus, max_age_seconds: float) -> bool:
+    """No good image, or the last good one finished more than ``max_age_seconds`` ago."""
+    return row.age_seconds is None or row.age_seconds > max_age_seconds
 
 
 def missing_banks(banks) -> List[str]:
@@ -160,7 +218,11 @@ def render_table(rows: List[VaultStatus], with_usage: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def status_doc(rows: List[VaultStatus], now: Optional[datetime] = None, missing: Optional[List[str]] = None) -> dict:
+    """What ``status --json`` prints (the module ``backup_status`` returns the same)."""
+    return {"generated": format_time(now or datetime.now()), "vaults": [asdict(r) for r in rows],
+            "missing_banks": list(missing or ())}
+
+
 def render_json(rows: List[VaultStatus], now: Optional[datetime] = None, missing: Optional[List[str]] = None) -> str:
-    doc = {"generated": format_time(now or datetime.now()), "vaults": [asdict(r) for r in rows],
-           "missing_banks": list(missing or ())}
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return json.dumps(status_doc(rows, now, missing), indent=2, sort_keys=True) + "\n"
