@@ -18,7 +18,7 @@ from dervish_engine import slots
 ENGINE_PARENT = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
 
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from dervish_engine import slots
     directory, count, name, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
     def say(msg):
@@ -26,14 +26,17 @@ HOLDER = textwrap.dedent("""
     slot = slots.acquire(directory, count, f"vault {name}", report=say, poll=0.05)
     print(f"{time.time():.3f} {name} got {slot.index}", flush=True)
     time.sleep(hold)
+    while len(sys.argv) > 5 and not os.path.exists(sys.argv[5]):  # held until the test says so
+        time.sleep(0.02)
     print(f"{time.time():.3f} {name} release", flush=True)
     slot.release()
 """)
 
 
-def holder(directory, count, name, hold):
+def holder(directory, count, name, hold, until=None):
     env = dict(os.environ, PYTHONPATH=str(ENGINE_PARENT))
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(directory), str(count), name, str(hold)],
+    extra = [str(until)] if until else []
+    return subprocess.Popen([sys.executable, "-c", HOLDER, str(directory), str(count), name, str(hold)] + extra,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -59,10 +62,14 @@ def finish(proc):
 
 
 def test_two_processes_with_one_slot_run_one_after_the_other(tmp_path):
-    first = holder(tmp_path, 1, "a", 0.8)
+    # the first holds its slot until the second has said it waits: no race with a slow machine
+    release = tmp_path / "release-a"
+    first = holder(tmp_path, 1, "a", 0, until=release)
     assert wait_for(lambda: (tmp_path / "slot-1").exists() and slots.try_acquire(tmp_path, 1) is None)
     second = holder(tmp_path, 1, "b", 0.1)
-    out_a, out_b = finish(first), finish(second)
+    said = second.stdout.readline()
+    release.touch()
+    out_a, out_b = finish(first), said + finish(second)
     a_got, a_rel = interval(out_a, "a")
     b_got, b_rel = interval(out_b, "b")
     assert b_got >= a_rel, (out_a, out_b)  # no overlap
