@@ -4,22 +4,10 @@
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-
 from ansible.plugins.action import ActionBase
 
-
-def default_holder(hostname: str | None = None, pid: int | None = None) -> str:
-    """``ansible-<controller host>-<ansible-playbook pid>``: the same for every task of one run.
-
-    Workers are forked from the ansible-playbook process, so a worker's parent is the run itself.
-    The host name is cut to a safe file name (the wrapper's rule for a holder).
-    """
-    host = (hostname if hostname is not None else socket.gethostname()).split(".")[0]
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", host)[:60] or "controller"
-    return f"ansible-{host}-{pid if pid is not None else os.getppid()}"
+# re-exported: the snapshot action names the same holder
+from ansible_collections.dervish.backup.plugins.module_utils.drive_holder import default_holder  # noqa: F401
 
 
 class ActionModule(ActionBase):

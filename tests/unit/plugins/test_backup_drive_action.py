@@ -1,11 +1,13 @@
-"""The action plugin of backup_drive names the default holder: one per controller run, a safe file name."""
+"""The default holder of backup_drive's action (module_utils drive_holder): one per run, a safe name."""
 
 from __future__ import annotations
 
 import os
 import re
 
-from ansible_collections.dervish.backup.plugins.action.backup_drive import default_holder
+# module_utils, not the action plugin: importing ansible's controller side changes how modules'
+# warnings are returned for every later module test in the session
+from ansible_collections.dervish.backup.plugins.module_utils.drive_holder import default_holder
 
 HOLDER_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")   # the wrapper's rule
 
