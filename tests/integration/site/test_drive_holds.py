@@ -281,3 +281,17 @@ def test_the_default_holder_is_shared_by_the_tasks_of_one_run(server: Lab, tmp_p
     assert changed == "True"
     assert "RELEASED True False" in run.stdout
     assert not _mounted(server)
+
+
+def test_prepare_only_prepares_and_leaves_a_held_drive_mounted(server: Lab) -> None:
+    drivelog = _lines(server, DRIVELOG)
+    alone = server.ssh(server.server, f"{WRAPPER} --prepare-only", check=False)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert not _mounted(server), "nobody holds the drive: prepared, then unmounted"
+    holder = _holder_process(server)
+    assert _acquire(server, "playbook", holder).returncode == 0
+    during = server.ssh(server.server, f"{WRAPPER} --prepare-only", check=False)
+    assert during.returncode == 0, during.stdout + during.stderr
+    assert _mounted(server) and _holds(server) == [f"playbook {holder} live"]
+    assert [line for line in _since(server, DRIVELOG, drivelog).splitlines() if "prepare-" in line] == [], \
+        "preparing is no backup: no drive log line"
