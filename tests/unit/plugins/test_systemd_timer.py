@@ -39,7 +39,7 @@ def _field_values(text: str, low: int, high: int, names: list[str], offset: int)
 
     values: set[int] = set()
     for item in text.split(","):
-        rng, _, step = item.partition("/")
+        rng, dummy, step = item.partition("/")
         if rng == "*":
             start, end = low, high
         elif "-" in rng:
