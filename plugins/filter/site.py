@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dervish.backup.plugins.module_utils.site_model import SiteError
+from ansible_collections.dervish.backup.plugins.module_utils.site_model import SiteError, cron_to_oncalendar
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import client_vaults as _client_vaults
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import server_vaults as _server_vaults
 
@@ -27,6 +27,15 @@ def server_vaults(hostvars, server, groups):
         raise AnsibleFilterError(f"{server}: cannot list the vaults it backs up: {err}") from err
 
 
+def oncalendar(schedule):
+    """systemd's OnCalendar= for a cron time (the nightly run's timer)."""
+    try:
+        return cron_to_oncalendar(str(schedule))
+    except ValueError as err:
+        raise AnsibleFilterError(f"cron time {schedule!r} has no systemd calendar equivalent: {err}; "
+                                 "set backup_server_timer_oncalendar") from err
+
+
 class FilterModule:
     def filters(self):
-        return {"client_vaults": client_vaults, "server_vaults": server_vaults}
+        return {"client_vaults": client_vaults, "server_vaults": server_vaults, "oncalendar": oncalendar}

@@ -12,6 +12,8 @@ import ipaddress
 import posixpath
 import re
 import shlex
+import shutil
+import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -405,6 +407,89 @@ def check_cron_schedule(schedule: str) -> None:
                 raise ValueError(f"{what} step {item!r} is 0")
 
 
+# The systemd timer's OnCalendar= from the cron time: each field's set of values, spelt out, so
+# systemd fires exactly when cron would. Cron runs a job when the day of month OR the day of week
+# matches if both are restricted (neither starts with '*'); OnCalendar= needs both: not translated.
+_MACRO_CALENDARS = {"@yearly": "*-01-01 00:00:00", "@annually": "*-01-01 00:00:00",
+                    "@monthly": "*-*-01 00:00:00", "@weekly": "Sun *-*-* 00:00:00",
+                    "@daily": "*-*-* 00:00:00", "@midnight": "*-*-* 00:00:00", "@hourly": "*-*-* *:00:00"}
+_WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def _cron_values(text: str, low: int, high: int, names: Sequence[str], what: str) -> List[int]:
+    values = set()
+    for item in text.split(","):
+        dummy, first, last, step = _CRON_ITEM_RE.match(item).groups()
+        start = low if first is None else _cron_number(first, low, high, names, what)
+        end = high if first is None else (start if last is None else _cron_number(last, low, high, names, what))
+        values.update(range(start, end + 1, int(step or 1)))
+    return sorted(values)
+
+
+def cron_to_oncalendar(schedule: str) -> str:
+    """systemd's ``OnCalendar=`` for a cron time (checked by :func:`check_cron_schedule`); ValueError
+    for what a calendar event cannot say (``@reboot``; both day fields restricted)."""
+    check_cron_schedule(schedule)
+    fields = schedule.split()
+    if len(fields) == 1:
+        if fields[0] not in _MACRO_CALENDARS:
+            raise ValueError(f"{fields[0]} is not a time of day")
+        return _MACRO_CALENDARS[fields[0]]
+    if not fields[2].startswith("*") and not fields[4].startswith("*"):
+        raise ValueError("cron runs it when the day of month OR the day of week matches, which OnCalendar= "
+                         "cannot express")
+    spelt = []
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS):
+        values = _cron_values(text, low, high, names, what)
+        if what == "day of week":
+            days = sorted({v % 7 for v in values}, key=lambda v: (v - 1) % 7)  # Monday first, as systemd
+            spelt.append("" if len(days) == 7 else ",".join(_WEEKDAYS[d] for d in days) + " ")
+        else:
+            spelt.append("*" if values == list(range(low, high + 1)) else ",".join(f"{v:02d}" for v in values))
+    minute, hour, dom, month, dow = spelt
+    return f"{dow}*-{month}-{dom} {hour}:{minute}:00"
+
+
+def timer_oncalendar(server_vars: Mapping[str, Any]) -> str:
+    """The timer's ``OnCalendar=``: backup_server_timer_oncalendar, else backup_server_schedule translated."""
+    return _text(server_vars.get("backup_server_timer_oncalendar")) or cron_to_oncalendar(
+        _text(server_vars.get("backup_server_schedule")))
+
+
+def check_oncalendar(value: str, analyze: Optional[str] = None) -> Optional[str]:
+    """systemd's own verdict on a calendar time (``systemd-analyze calendar``), None when it is fine or
+    when this machine has no systemd-analyze (the role asks the server's before installing the timer)."""
+    analyze = analyze or shutil.which("systemd-analyze")
+    if not analyze:
+        return None
+    try:
+        done = subprocess.run([analyze, "calendar", "--", value], capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"systemd-analyze could not run: {err}"
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"systemd-analyze calendar exited {done.returncode}"
+
+
+def timer_problems(checked: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """(variable, message) for a systemd timer time that systemd would not read (scheduler systemd only)."""
+    if checked.get("backup_server_scheduler") != "systemd" or not checked.get("backup_server_cron", True):
+        return []
+    own = _text(checked.get("backup_server_timer_oncalendar"))
+    try:
+        value = timer_oncalendar(checked)
+    except ValueError as err:
+        return [("backup_server_schedule", f"{_text(checked.get('backup_server_schedule'))!r} has no systemd "
+                 f"calendar equivalent: {err}; set backup_server_timer_oncalendar (e.g. '*-*-* 04:00:00')")]
+    problem = check_oncalendar(value)
+    if problem:
+        variable = "backup_server_timer_oncalendar" if own else "backup_server_schedule"
+        return [(variable, f"OnCalendar={value!r} is not a systemd calendar time: {problem}")]
+    return []
+
+
 # ----------------------------------------------------------------------------------- other checks
 def _multiline(where: str, value: Any) -> List[str]:
     """The names (``where.key[i]``) of every string in ``value`` that spans several lines."""
@@ -468,10 +553,20 @@ def _check_server(server: str, checked: Mapping[str, Any], server_vars: Mapping[
     except ValueError as err:
         report.add(f"{server}: backup_server_schedule: {checked['backup_server_schedule']!r} is not a cron time: "
                    f"{err}; expected MINUTE HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK (e.g. '0 4 * * *') or @daily")
+    if one_line:
+        for variable, message in timer_problems(checked):
+            report.add(f"{server}: {variable}: {message}")
     for name in ("backup_server_ssh_key", "backup_server_drivelog"):
         problem = _path_problem(checked[name], "path")
         if problem:
             report.add(f"{server}: {name}: {problem}")
+    textfile = _text(checked.get("backup_server_textfile_path"))
+    if textfile:
+        problem = _path_problem(textfile, "path")
+        if problem or not textfile.endswith(".prom"):
+            report.add(f"{server}: backup_server_textfile_path: {textfile!r}: " + (problem or "node_exporter's "
+                       "textfile collector reads only files named *.prom") + "; expected e.g. "
+                       "'/var/lib/prometheus/node-exporter/dervish.prom', or '' for no textfile")
     drive = checked.get("backup_server_drive") or {}
     mount_point = None
     if drive.get("label") or drive.get("uuid"):

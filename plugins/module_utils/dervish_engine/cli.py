@@ -168,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--space", action="store_true",
                    help="also measure each vault's disk usage (USED) by walking every inode: slow on a "
                         "big bank; by default SIZE/NEW come from the last good image's summary")
+    p.add_argument("--prometheus", metavar="FILE",
+                   help="also write FILE (atomically, mode 0644) in node_exporter's textfile-collector format: "
+                        "per vault last success time, duration, size, new bytes, last status, image count "
+                        "(metrics: see dervish_engine/prometheus.py); with --quiet, print nothing else; "
+                        "exit 1 when FILE cannot be written")
 
     p = sub.add_parser("check", parents=[common],
                        help="load the master and every vault/branch configuration, report all errors")
@@ -290,8 +295,15 @@ def cmd_status(args, master, con: _Console) -> int:
 
     missing = missing_banks(master.banks)
     rows = collect(master, with_usage=args.space)
-    sys.stdout.write(render_json(rows, missing=missing) if args.json else render_table(rows, args.space))
+    if not (args.prometheus and args.quiet):
+        sys.stdout.write(render_json(rows, missing=missing) if args.json else render_table(rows, args.space))
     problems = [f"vault {r.vault}: {p}" for r in rows for p in r.problems]
+    if args.prometheus:
+        from .prometheus import TextfileError, render, write_atomically
+        try:
+            write_atomically(args.prometheus, render(rows, [str(b) for b in master.banks], missing))
+        except TextfileError as exc:
+            problems.append(str(exc))
     for message in [missing_bank_message(b) for b in missing] + problems:
         con.error(message)
     if missing:

@@ -37,7 +37,8 @@ from .timespec import format_time, parse_time
 @dataclass
 class VaultStatus:
     """One vault's row. ``last_good_bytes``/``last_good_new_bytes``: recorded by the image (None when
-    unknown, e.g. an image Dirvish made); ``metadata``: the last good image has ``metadata/`` (its summary
+    unknown, e.g. an image Dirvish made); ``last_good_duration``: its Backup-begin to Backup-complete in
+    seconds (None when either is missing); ``metadata``: the last good image has ``metadata/`` (its summary
     says ``Metadata: ok`` and ``metadata/metadata.json`` is there; None without a good image);
     ``bytes_used``: measured, only with ``--space``; ``client``: the newest image's ``client:``;
     ``last_attempt_begin``: when the last attempt began; ``disklabel``: see :func:`drive_label`."""
@@ -54,6 +55,7 @@ class VaultStatus:
     age_seconds: Optional[int] = None
     last_good_bytes: Optional[int] = None
     last_good_new_bytes: Optional[int] = None
+    last_good_duration: Optional[int] = None
     metadata: Optional[bool] = None
     bytes_used: Optional[int] = None
     running: bool = False
@@ -98,6 +100,9 @@ def vault_status(vault_dir, now: Optional[datetime] = None, with_usage: bool = F
         vs.last_good_bytes, vs.last_good_new_bytes = s.image_bytes, s.image_new_bytes
         vs.metadata = s.has_metadata and (vault_dir / name / METADATA_DIR / METADATA_JSON).is_file()
         done = parse_time(s.backup_complete)
+        begun = parse_time(s.backup_begin)
+        if done is not None and begun is not None:
+            vs.last_good_duration = max(0, int((done - begun).total_seconds()))
         if done is not None:
             vs.age_seconds = max(0, int((now - done).total_seconds()))
     vs.running = is_locked(vault_dir)
