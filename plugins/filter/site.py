@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import SiteError
+from ansible_collections.dervish.backup.plugins.module_utils.site_model import backup_server_of as _backup_server_of
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import client_vaults as _client_vaults
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import server_vaults as _server_vaults
 
@@ -27,6 +28,16 @@ def server_vaults(hostvars, server, groups):
         raise AnsibleFilterError(f"{server}: cannot list the vaults it backs up: {err}") from err
 
 
+def backup_server_of(client, hostvars, groups):
+    """The inventory name of the backup server that backs up ``client`` (for ``delegate_to``)."""
+    try:
+        return _backup_server_of(client, hostvars, groups)
+    except SiteError as err:
+        raise AnsibleFilterError(str(err)) from err
+    except (KeyError, TypeError) as err:
+        raise AnsibleFilterError(f"{client}: cannot find its backup server: {err}") from err
+
+
 class FilterModule:
     def filters(self):
-        return {"client_vaults": client_vaults, "server_vaults": server_vaults}
+        return {"client_vaults": client_vaults, "server_vaults": server_vaults, "backup_server_of": backup_server_of}
