@@ -21,6 +21,19 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from lab import Lab  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_image_slots(tmp_path_factory) -> Iterator[None]:
+    """Images made on this machine take their slots in a directory of this session, not in the
+    machine's /run/lock/dervish-slots, which other test runs and real backups share."""
+    old = os.environ.get("DERVISH_SLOT_DIR")
+    os.environ["DERVISH_SLOT_DIR"] = str(tmp_path_factory.mktemp("dervish-slots"))
+    yield
+    if old is None:
+        os.environ.pop("DERVISH_SLOT_DIR", None)
+    else:
+        os.environ["DERVISH_SLOT_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """A running lab for the whole session, separate from the user's `make lab-up` lab.

@@ -38,12 +38,16 @@ exit codes:
   2  usage or configuration error, or the image could not be started (exists, no reference, a local
      tree missing, the bank read-only, full or failing): nothing was created; status, expire: a bank
      is missing (is the drive mounted?), the other banks are still shown / expired
-  3  the vault is locked by a live run (a stale lock of a dead run is cleared automatically)
+  3  the vault is locked by a live run: it is busy being imaged (by another dervish image or runall, a
+     playbook's snapshot task, or Dirvish) and nothing was written to it; a stale lock of a dead run
+     is cleared automatically
   4  the image is good but a post-client/post-server hook, the index or the metadata failed
   130/143  interrupted by SIGINT / SIGTERM (a running image is marked "error -- interrupted"; runall
      stops every running image that way and starts no more)
   runall: the number of failed entries (capped at 100); a bank found full or unusable gets no further
-     entry (they fail as "not started"); check: 2 when any configuration is broken
+     entry (they fail as "not started"); a busy vault is reported as "busy" and is not counted as
+     failed (another run is imaging it right now, so a nightly run does not mail a failure for it);
+     check: 2 when any configuration is broken
 """
 
 RSYNC_HELP = f"""\
@@ -60,6 +64,18 @@ An ssh RSH (rsh: ssh ...) gets -o ConnectTimeout=T -o ServerAliveInterval=T/3 -o
 (T = rsync-timeout, at most 60), each unless RSH sets it: a dead or hung client costs about T, once.
 rsync runs in its own process group and gets SIGTERM when dervish dies, even by SIGKILL; the next run
 stops whatever a killed run left writing into its image before it starts.
+"""
+
+SLOTS_HELP = """\
+images at once: the master's Runall-jobs: N (default 1; the role's backup_server_max_parallel) limits
+  the images running at the same time on the whole server, across every dervish image, runall and
+  the snapshot module: each image takes one of N slots (an flock on /run/lock/dervish-slots/slot-1
+  .. slot-N; $DERVISH_SLOT_DIR names another directory) before its hooks, metadata and rsync, and
+  holds it until it has finished. When all are taken it says that it waits, and for whom, and waits;
+  a killed run frees its slot at once. --dry-run takes none. runall --jobs N runs at most N of its
+  vaults at once, and never more than the server's N slots: the lower of the two holds.
+  A vault whose lock a live run holds is busy: reported at once (exit 3, runall: "busy"), no slot
+  is waited for and nothing is written to the vault.
 """
 
 METADATA_HELP = """\
@@ -85,7 +101,7 @@ def _jobs(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="dervish", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Dirvish-compatible rsync/hard-link snapshot backups.", epilog=EXIT_CODES)
+        description="Dirvish-compatible rsync/hard-link snapshot backups.", epilog=SLOTS_HELP + "\n" + EXIT_CODES)
     top.add_argument("--config", metavar="MASTER",
                      help="master configuration (default /etc/dervish/master.conf, else "
                           "/etc/dirvish/master.conf; give /etc/dirvish/master.conf to adopt Dirvish)")
@@ -99,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("image", parents=[common], help="create one image of a vault",
-                       epilog=RSYNC_HELP + "\n" + METADATA_HELP + "\n" + EXIT_CODES,
+                       epilog=RSYNC_HELP + "\n" + SLOTS_HELP + "\n" + METADATA_HELP + "\n" + EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Create an image of VAULT (branch BRANCH, default 'default'). A vault "
                                    "without any image is initialised automatically (full copy).")
@@ -118,9 +134,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runall", parents=[common], help="image every Runall: entry of the master configuration",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="exit code: number of failed entries (max 100)")
+                       epilog=SLOTS_HELP + "\nexit code: number of failed entries (max 100); busy vaults "
+                              "(another run is imaging them) are reported and not counted")
     p.add_argument("--jobs", "-j", type=_jobs, metavar="N",
-                   help="vaults in parallel, N >= 1 (default Runall-jobs: or 1)")
+                   help="vaults in parallel, N >= 1 (default and upper limit: Runall-jobs:, or 1)")
     p.add_argument("--dry-run", "--no-run", action="store_true", help="only print what would run")
 
     p = sub.add_parser("expire", parents=[common],
@@ -200,13 +217,16 @@ def cmd_image(args, master, con: _Console) -> int:
     result = make_image(master, args.vault, None, opts, report=con.note, stdout=sys.stdout, progress=con.progress)
     if args.dry_run:
         return EXIT_OK
-    label = f"{result.vault}:{result.branch} image {result.image}"
+    if result.busy:
+        con.error(f"{result.error}: busy, no image made")
+        return result.exit_code
+    label = f"{result.vault}:{result.branch} image {result.name}"
     for problem in result.problems:
         con.error(f"{label}: {problem}")
     if result.exit_code == EXIT_FAILED:
-        con.error(f"{label} failed: {result.status}")
+        con.error(f"{label} failed: {result.summary_status}")
     else:
-        con.say(f"{label}: {result.status}")
+        con.say(f"{label}: {result.summary_status}")
     return result.exit_code
 
 

@@ -1,10 +1,17 @@
 """Create one image of a vault: the ``dervish image`` command.
 
-Run sequence: config -> image time and name -> lock (stale lock recovery) -> exists check ->
-reference -> expire -> mkdir image (0700) + tree -> summary head -> exclude file -> pre-server ->
+Run sequence: config -> image time and name -> busy check -> exists check -> reference -> expire ->
+image slot (waits while ``Runall-jobs:`` images run on this server, see ``slots``) -> lock (stale
+lock recovery; a live lock: ``busy``) -> exists check -> reference -> expire ->
+mkdir image (0700) + tree -> summary head -> exclude file -> pre-server ->
 pre-client -> metadata (``metadata:``, into ``metadata/``) -> rsync (retried while the outcome is
 ``error``) -> post-client -> post-server -> Metadata + Backup-complete + Status -> hist (good images
-only) -> log compression -> index -> chmod -> unlock.
+only) -> log compression -> index -> chmod -> unlock -> slot freed.
+
+A vault that a live run holds (its lock) is *busy*: ``run()`` returns an ImageResult with status
+``busy`` (exit code 3) and writes nothing into the vault. The slot is taken before the vault lock, so
+a run that waits for a slot does not make its vault look busy to others; a vault found busy at the
+start is reported at once, without waiting for a slot.
 
 Metadata never decides the image's status: a failed ``metadata:`` command, bad output or a write
 error is ``Metadata: failed (<reason>)`` in the summary and the log, and the image is as good as its
@@ -30,21 +37,24 @@ import contextlib
 import errno
 import importlib
 import os
+import re
 import shlex
 import signal
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
-from . import hist, lock, rsync
+from . import hist, lock, rsync, slots
 from .children import RunControl, child_setup_for, signal_tree, stop_leftover_writers
 from .config import check_image_name, check_local_tree, load_vault
 from .errors import (
     EXIT_FAILED,
+    EXIT_LOCKED,
     EXIT_OK,
     EXIT_POST_FAILED,
     FULL_ERRNOS,
@@ -52,6 +62,7 @@ from .errors import (
     ConfigError,
     DervishError,
     ImageError,
+    LockedError,
     os_error_text,
 )
 from .expire_rules import choose_expire
@@ -79,6 +90,7 @@ class ImageOptions:
     reference: Optional[str] = None
     dry_run: bool = False
     extra_config: tuple = ()
+    slot_dir: Optional[str] = None  # image slots (see ``slots``); None: $DERVISH_SLOT_DIR or /run/lock/dervish-slots
 
 
 @dataclass
@@ -91,20 +103,113 @@ class Reference:
     auto_init: bool = False
 
 
+SUCCESS, WARNING, ERROR, BUSY, DRY_RUN = "success", "warning", "error", "busy", "dry-run"
+
+
 @dataclass
 class ImageResult:
+    """What one image run did; ``as_dict()`` is the plain form (the snapshot module returns it per vault).
+
+    ``status`` is one word: ``success``; ``warning`` (a good image, but rsync warning 24, or a post hook,
+    the index or the metadata failed: exit 4); ``error`` (a failed image, never a reference; exit 1);
+    ``busy`` (a live run holds the vault: nothing was written to it; exit 3); ``dry-run``.
+    ``summary_status`` is the summary's ``Status:`` text (``error (23) -- partial transfer: ...``).
+    ``reference`` is the image linked against (None: a full copy). From rsync's ``--stats`` (None
+    when rsync printed none): ``files_transferred`` (regular files copied), ``bytes_transferred``
+    (file data rsync had to send, its "Literal data": a changed file sent as a delta counts only its
+    changed blocks), ``image_bytes`` (the tree's size), ``new_bytes`` (size of the files written
+    anew, i.e. what the image added on disk; the rest are hard links). ``duration`` is the run's
+    seconds once it had its image slot, ``waited`` the seconds it waited for one. ``error`` is rsync's
+    own error line (or the status) of a failed image, the holder of a busy vault, else None.
+    ``metadata`` is the summary's ``Metadata:`` value (``none`` without a ``metadata:`` command).
+    """
+
     vault: str
     branch: str
-    image: str
+    name: str
     image_dir: Optional[Path]
     status: str
     exit_code: int
     problems: List[str] = field(default_factory=list)
     bank_full: bool = False  # the bank's filesystem filled up: later images into it would fail too
+    summary_status: str = ""
+    reference: Optional[str] = None
+    files_transferred: Optional[int] = None
+    bytes_transferred: Optional[int] = None
+    image_bytes: Optional[int] = None
+    new_bytes: Optional[int] = None
+    duration: float = 0.0
+    waited: float = 0.0
+    error: Optional[str] = None
+    metadata: Optional[str] = None
+
+    @property
+    def image(self) -> str:
+        """The image name (older name of ``name``)."""
+        return self.name
 
     @property
     def good(self) -> bool:
-        return status_is_good(self.status)
+        return self.status in (SUCCESS, WARNING)
+
+    @property
+    def busy(self) -> bool:
+        return self.status == BUSY
+
+    def as_dict(self) -> dict:
+        return {
+            "vault": self.vault, "branch": self.branch, "name": self.name,
+            "image_dir": str(self.image_dir) if self.image_dir is not None else None,
+            "status": self.status, "summary_status": self.summary_status, "exit_code": self.exit_code,
+            "problems": list(self.problems), "bank_full": self.bank_full, "reference": self.reference,
+            "files_transferred": self.files_transferred, "bytes_transferred": self.bytes_transferred,
+            "image_bytes": self.image_bytes, "new_bytes": self.new_bytes, "duration": round(self.duration, 3),
+            "waited": round(self.waited, 3), "error": self.error, "metadata": self.metadata,
+        }
+
+
+def status_word(summary_status: Optional[str], exit_code: int) -> str:
+    """``success`` / ``warning`` / ``error`` of a finished run (see ImageResult)."""
+    if exit_code == EXIT_FAILED or not status_is_good(summary_status):
+        return ERROR
+    if exit_code == EXIT_POST_FAILED or not (summary_status or "").strip().startswith("success"):
+        return WARNING
+    return SUCCESS
+
+
+_STATS = {
+    "files_transferred": re.compile(rb"^Number of regular files transferred: ([\d,.']+)$", re.M),
+    "bytes_transferred": re.compile(rb"^Literal data: ([\d,.']+) bytes$", re.M),
+    "image_bytes": re.compile(rb"^Total file size: ([\d,.']+) bytes$", re.M),
+    "new_bytes": re.compile(rb"^Total transferred file size: ([\d,.']+) bytes$", re.M),
+}
+STATS_TAIL = 1 << 16  # --stats is printed last; retries append further attempts, the last one counts
+
+
+def rsync_stats(log_path) -> dict:
+    """The figures of rsync's ``--stats`` at the end of ``log_path`` (the last attempt's); None when
+    missing (``stats`` off, rsync died before printing them, an unreadable log)."""
+    try:
+        with open(os.fspath(log_path), "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - STATS_TAIL))
+            tail = fh.read()
+    except OSError:
+        tail = b""
+    found = {}
+    for key, rx in _STATS.items():
+        values = rx.findall(tail)
+        found[key] = int(re.sub(rb"[,.']", b"", values[-1])) if values else None
+    return found
+
+
+def rsync_error_text(err_lines: List[str]) -> Optional[str]:
+    """rsync's (or ssh's) own first line naming the cause, from its stderr."""
+    for line in err_lines:
+        text = rsync.message_text(line)
+        if any(rx.search(text) for rx, _condition in rsync.FATAL_PATTERNS) or rsync.CAUSE_LINE.match(line):
+            return " ".join(line.split())[:rsync.MAX_DETAIL]
+    return None
 
 
 def _noop(_message: str) -> None:
@@ -265,6 +370,8 @@ class ImageRun:
         self._child_is_group = True
         self._created = False
         self._metadata_problem: Optional[str] = None
+        self._rsync_errors: List[str] = []  # stderr lines of the last rsync attempt
+        self._slot: Optional[slots.Slot] = None
         overrides = {}
         if self.options.expire is not None:
             overrides["expire"] = self.options.expire
@@ -379,12 +486,21 @@ class ImageRun:
         text = render_head(summary)
         if self.stdout is not None:
             self.stdout.write(text)
-        return ImageResult(self.cfg.vault, self.branch, self.name, None, "dry-run", EXIT_OK)
+        return ImageResult(self.cfg.vault, self.branch, self.name, None, DRY_RUN, EXIT_OK, summary_status=DRY_RUN,
+                           reference=ref.image)
+
+    def busy_result(self, holder: str) -> ImageResult:
+        """The vault is being imaged by a live run: nothing was done to it."""
+        return ImageResult(self.cfg.vault, self.branch, self.name, None, BUSY, EXIT_LOCKED,
+                           summary_status=f"{BUSY} -- {holder}", error=holder)
 
     def run(self) -> ImageResult:
         self.check_local_tree()
         if self.options.dry_run:
             return self.dry_run()
+        holder = lock.live_holder(self.vault_dir, self.cfg.vault)
+        if holder:  # at once, before waiting for a slot or judging the name a live run may be using
+            return self.busy_result(holder)
         self._take_free_name()
         if self.image_dir.exists():
             raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}")
@@ -397,21 +513,48 @@ class ImageRun:
         finally:
             self.control.unregister(self)
 
+    def _find_reference(self) -> Reference:
+        return find_reference(self.vault_dir, self.branch, self.cfg.reference,
+                              self.options.init or bool(self.cfg.flags.get("init")))
+
+    def _take_slot(self) -> slots.Slot:
+        count = max(1, int(getattr(self.master, "jobs", 1) or 1))
+        check = self.control.check if self.control is not None else None
+        return slots.acquire(slots.slot_dir(self.options.slot_dir), count,
+                             f"{self.cfg.vault}:{self.branch} image {self.name}", report=self.report, check=check)
+
     def _run(self) -> ImageResult:
+        # a configuration that cannot work fails now, not after waiting for a slot (checked again below)
+        self._find_reference()
+        self.expire_fields()
+        slot = self._slot = self._take_slot()
         try:
-            stale = lock.acquire(self.vault_dir, self.cfg.vault, self.image_dir, self.now)
+            started = time.monotonic()
+            result = self._run_in_slot()
+            result.duration = time.monotonic() - started
+            result.waited = slot.waited
+            return result
+        finally:
+            slot.release()
+
+    def _run_in_slot(self) -> ImageResult:
+        try:
+            stale = lock.acquire(self.vault_dir, self.cfg.vault, self.image_dir, datetime.now())
+        except LockedError as exc:  # taken while this run waited for its slot
+            return self.busy_result(str(exc))
         except OSError as exc:
             raise BankError(self.cfg.bank, exc, f"take the lock of vault {self.cfg.vault}") from None
         try:
             if stale is not None:
                 try:
                     recover_interrupted(stale, self.report, self.vault_dir)
+                except LockedError as exc:  # a killed run's writers will not stop: still busy
+                    return self.busy_result(str(exc))
                 except OSError as exc:
                     raise BankError(self.cfg.bank, exc, "mark the image of a killed run") from None
             if self.image_dir.exists():
                 raise ImageError(f"image {self.name} already exists in vault {self.cfg.vault}")
-            ref = find_reference(self.vault_dir, self.branch, self.cfg.reference,
-                                 self.options.init or bool(self.cfg.flags.get("init")))
+            ref = self._find_reference()
             self.expire_fields()  # reject a bad expire spec before anything is created
             try:
                 return self._run_locked(ref)
@@ -457,6 +600,10 @@ class ImageRun:
         outcome = None
         status = None
         try:
+            slot = self._slot
+            if slot is not None and slot.waited >= slots.POLL_SECONDS:
+                log.write((f"dervish: waited {slot.waited:.1f} s for image slot {slot.index} of {slot.count} "
+                           "(Runall-jobs:)\n").encode())
             if ref.auto_init:
                 msg = f"no good image of branch {self.branch}: initialising vault {self.cfg.vault} (full copy)"
                 log.write((f"NOTE: {msg}\n").encode())
@@ -498,6 +645,7 @@ class ImageRun:
         if log.error is not None:
             problems.append(f"the log is incomplete ({os_error_text(log.error)})")
         summary.hook_failures = failures
+        stats = rsync_stats(image_dir / "log") if outcome is not None else {}
         if status_is_good(status):  # recorded now, so that status never has to walk the bank
             from . import space
 
@@ -552,7 +700,18 @@ class ImageRun:
         full = (outcome is not None and outcome.message == rsync.FILESYSTEM_FULL) or any(
             exc.errno in FULL_ERRNOS for exc in write_errors)
         problems = failures + problems
-        return ImageResult(self.cfg.vault, self.branch, self.name, image_dir, status, exit_code, problems, full)
+        word = status_word(status, exit_code)
+        error = None
+        if word == ERROR:
+            error = (rsync_error_text(self._rsync_errors) if outcome is not None and not outcome.good else None) \
+                or (problems[0] if status_is_good(status) and problems else status)
+        return ImageResult(
+            self.cfg.vault, self.branch, self.name, image_dir, word, exit_code, problems, full,
+            summary_status=status, reference=ref.image, files_transferred=stats.get("files_transferred"),
+            bytes_transferred=stats.get("bytes_transferred"),
+            image_bytes=summary.image_bytes if summary.image_bytes is not None else stats.get("image_bytes"),
+            new_bytes=summary.image_new_bytes if summary.image_new_bytes is not None else stats.get("new_bytes"),
+            error=error, metadata=summary.metadata)
 
     def _metadata(self, log) -> str:
         """The client's restore metadata into ``metadata/``; the summary's ``Metadata:`` value."""
@@ -605,6 +764,7 @@ class ImageRun:
                 self.control.check()
             self.progress(f"{self.cfg.vault}:{self.branch}: rsync attempt {cycle + 1}")
             code, err_lines = self._run_rsync_once(argv, env, log)
+            self._rsync_errors = err_lines
             if self.control is not None:
                 self.control.check()
             outcome = rsync.classify(code, err_lines)

@@ -183,6 +183,15 @@ def _may_be_writer(pid: int, start_ticks: str, written: float) -> bool:
     return not cmdline or bool(BACKUP_COMMAND_RE.search(cmdline))
 
 
+def live_holder(vault_dir, vault: str) -> Optional[str]:
+    """``vault V is being backed up by PID N ...`` when a live run holds the vault, else None.
+
+    Only reads: a vault found busy is not written to (a stale lock is cleared by ``acquire``).
+    """
+    info = read_lock(vault_dir)
+    return _describe(vault, info) if info is not None and lock_is_live(info) else None
+
+
 def is_locked(vault_dir) -> bool:
     """True when a live run holds the vault (stale locks do not count)."""
     info = read_lock(vault_dir)

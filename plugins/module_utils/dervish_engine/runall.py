@@ -7,6 +7,12 @@ isolated: an error, even an unexpected exception, fails that entry only. A bank 
 read-only, or failing) is not tried again: its later entries are reported as not started.
 SIGTERM/SIGINT stop the running images (marked ``error -- interrupted``) and start no more.
 The exit code is the number of failed entries, capped at 100; a warning image is not a failure.
+
+Every image takes one of the server's ``Runall-jobs:`` image slots (``slots``), shared with every
+other dervish process: ``--jobs`` can lower this run's parallelism, never raise it above the slots.
+A vault found *busy* (a live run, e.g. a playbook's snapshot task, holds its lock) is reported as
+``busy: ...`` and is not counted as failed: it is being imaged right now, by a run that reports its
+own outcome, so a nightly run that meets it does not mail a failure.
 """
 
 from __future__ import annotations
@@ -33,8 +39,12 @@ class EntryResult:
     exit_code: int
 
     @property
+    def busy(self) -> bool:
+        return self.exit_code == EXIT_LOCKED
+
+    @property
     def failed(self) -> bool:
-        return self.exit_code != 0
+        return self.exit_code not in (0, EXIT_LOCKED)
 
 
 def entry_label(entry) -> str:
@@ -104,13 +114,15 @@ def run_entry(master, entry, say: Callable[[str], None], report: Callable[[str],
                             report=lambda msg: report(f"{label}: {msg}"),
                             progress=(lambda msg: progress(f"{label}: {msg}")) if progress else None,
                             control=control)
-        status, code = result.status, result.exit_code
+        status, code = result.summary_status, result.exit_code
+        if result.busy:
+            status = f"busy: {result.error}"
         if result.problems:
             status += "; " + "; ".join(result.problems)
         if result.bank_full and bank:
-            banks.mark(bank, f"bank {bank} is full ({label}: {result.status})")
+            banks.mark(bank, f"bank {bank} is full ({label}: {result.summary_status})")
     except LockedError as exc:
-        status, code = f"locked: {exc}", EXIT_LOCKED
+        status, code = f"busy: {exc}", EXIT_LOCKED
     except BankError as exc:
         status, code = f"not started: {exc}", EXIT_USAGE
         banks.mark(exc.bank, str(exc))
@@ -149,7 +161,10 @@ def run_all(master, jobs: Optional[int] = None, dry_run: bool = False, out: Call
     groups: Dict[str, List] = {}
     for entry in entries:
         groups.setdefault(entry.vault, []).append(entry)
-    workers = max(1, int(jobs or master.jobs or 1))
+    slots = max(1, int(master.jobs or 1))
+    workers = min(max(1, int(jobs or slots)), slots)
+    if jobs and int(jobs) > slots:
+        report(f"--jobs {jobs} is above the server's limit Runall-jobs: {slots}: at most {slots} image(s) at once")
     control = RunControl()
     banks = _Banks()
 
@@ -168,5 +183,8 @@ def run_all(master, jobs: Optional[int] = None, dry_run: bool = False, out: Call
         pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
+    busy = [r.label for r in results if r.busy]
+    if busy:
+        say(f"busy (being imaged by another run, not counted as failed): {', '.join(busy)}")
     failed = sum(1 for r in results if r.failed)
     return min(failed, MAX_EXIT)

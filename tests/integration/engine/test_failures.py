@@ -201,7 +201,7 @@ def test_runall_isolates_a_failing_vault(bank, small_tree, tmp_path):
     bank.vault("b", small_tree, f"rsync: {fail}\n")
     bank.vault("c", small_tree)
     bank.runall = ["a", "b", "c 2026-01-02 03:04"]
-    bank.master_extra = "image-default: %Y%m%d-%H%M%S\n"
+    bank.master_extra = "image-default: %Y%m%d-%H%M%S\nRunall-jobs: 2\n"
     bank.write_master()
     proc = bank.run("runall", "--jobs", "2", check=1)
     lines = proc.stdout.splitlines()

@@ -122,7 +122,7 @@ def test_runall_stops_on_sigterm_and_marks_running_images(bank, tmp_path):
     for name in ("a", "b", "c"):
         bank.vault(name, slow_source(tmp_path, f"src-{name}"), SLOW)
     bank.runall = ["a", "b", "c"]
-    bank.master_extra = "image-default: run\n"
+    bank.master_extra = "image-default: run\nRunall-jobs: 2\n"  # the server's limit: --jobs cannot exceed it
     bank.write_master()
     proc = bank.popen("runall", "--jobs", "2", start_new_session=True)
     try:
