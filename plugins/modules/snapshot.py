@@ -68,6 +68,7 @@ attributes:
     support: none
   delegation:
     support: full
+    description: Can be used in conjunction with C(delegate_to) and related keywords.
     details: The task must be delegated to the client's backup server; anything else is refused.
 notes:
   - Needs root on the server (C(become)); the server must be provisioned with C(playbooks/site.yml) for the
@@ -144,8 +145,13 @@ images:
       sample: "20261203142501"
     status:
       description:
-        - The image's C(Status) (C(success), C(warning ...), C(error ...)), C(busy) when another run was imaging
-          the vault, or C(would run) in check mode.
+        - One word - V(success); V(warning) (a good image, but rsync warning 24, or a post hook, the index or
+          the metadata failed); V(error) (a failed image, never a reference); V(busy) (another run was imaging
+          the vault, nothing was written to it); V(would run) in check mode.
+      type: str
+      sample: success
+    summary_status:
+      description: The image summary's C(Status) text, e.g. C(error (23) -- partial transfer ...).
       type: str
       sample: success
     good:
@@ -173,13 +179,18 @@ images:
       type: int
       sample: 40960
     duration:
-      description: Seconds the image took.
+      description: Seconds the image took once it had its image slot.
       type: float
       sample: 3.21
+    waited:
+      description: Seconds it waited for an image slot (C(backup_server_max_parallel) images run at once).
+      type: float
+      sample: 0.0
     error:
-      description: Why the image failed (rsync's own error when it had one); null when it did not fail.
+      description:
+        - Why the image failed (rsync's own error line when it had one), or who holds a busy vault; null otherwise.
       type: str
-      sample: "error (23) -- tree not found on the client"
+      sample: "rsync: change_dir \"/home\" failed: No such file or directory (2)"
     metadata:
       description: The summary's C(Metadata) value (C(ok), C(failed (reason)), C(none)); null when not known.
       type: str
@@ -200,9 +211,7 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
-# index, hooks and space are imported by the engine while rsync runs (importlib): named here so that
-# they are shipped with the module.
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine import hooks, index, space  # noqa: F401
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine import hooks, index, space
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import load_master
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.errors import (
     ConfigError,
@@ -210,16 +219,22 @@ from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.erro
     LockedError,
 )
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.image import (
+    BUSY,
+    ERROR,
+    SUCCESS,
+    WARNING,
     ImageOptions,
     ImageRun,
     find_reference,
 )
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.summary import read_summary, status_is_good
 
+# The engine imports these through importlib while rsync runs, which AnsiballZ cannot see: named here
+# so that they are shipped with the module.
+LATE_ENGINE_MODULES = (hooks, index, space)
 DRIVE_TOOL = "/usr/local/sbin/dervish-backup"
 LOG = "/var/log/dervish/backup.log"
-BUSY = "busy"
 WOULD_RUN = "would run"
+GOOD = (SUCCESS, WARNING)
 RESULT_FIELDS = ("files_transferred", "bytes_transferred", "image_bytes", "new_bytes", "error", "metadata")
 
 
@@ -233,42 +248,19 @@ def _terminate(signum, frame):
 
 
 def entry(vault, image=None, status=None, **fields):
-    data = dict(vault=vault, image=image, status=status, good=status_is_good(status), reference=None,
-                duration=None, messages=[])
+    data = dict(vault=vault, image=image, status=status, summary_status=status, good=status in GOOD,
+                reference=None, duration=None, waited=None, messages=[])
     data.update({name: None for name in RESULT_FIELDS})
     data.update(fields)
     return data
 
 
-def from_result(vault, run, result, duration, messages):
-    """A vault's entry from the engine's ImageResult, with what the summary records where the
-    result does not carry it."""
-    summary = None
-    if result.image_dir is not None:
-        try:
-            summary = read_summary(Path(result.image_dir) / "summary")
-        except (OSError, DervishError):
-            summary = None
-    fields = {}
-    for name, from_summary in (("reference", "reference"), ("image_bytes", "image_bytes"),
-                               ("new_bytes", "image_new_bytes"), ("metadata", "metadata")):
-        value = getattr(result, name, None)
-        if value is None and summary is not None:
-            value = getattr(summary, from_summary)
-        fields[name] = value
-    label = fields["reference"]
-    if not hasattr(result, "reference") and not (label and (Path(run.vault_dir) / label / "tree").is_dir()):
-        fields["reference"] = None  # a full copy: the summary's Reference names the branch, not an image
-    for name in ("files_transferred", "bytes_transferred"):
-        fields[name] = getattr(result, name, None)
-    status = result.status
-    error = getattr(result, "error", None)
-    if error is None and not status_is_good(status) and status != BUSY:
-        error = "; ".join([status] + list(result.problems or []))
-    engine_duration = getattr(result, "duration", None)
-    return entry(vault, image=result.image, status=status, error=error,
-                 duration=round(engine_duration if engine_duration is not None else duration, 3),
-                 messages=messages + list(result.problems or []), **fields)
+def from_result(result, messages):
+    """A vault's entry from the engine's ImageResult."""
+    data = result.as_dict()
+    return entry(data["vault"], image=data["name"], status=data["status"], summary_status=data["summary_status"],
+                 reference=data["reference"], duration=data["duration"], waited=data["waited"],
+                 messages=messages + data["problems"], **{name: data[name] for name in RESULT_FIELDS})
 
 
 def image_vault(master, vault):
@@ -279,13 +271,13 @@ def image_vault(master, vault):
     try:
         run = ImageRun(master, vault, options=ImageOptions(), report=messages.append)
         result = run.run()
-    except LockedError as exc:
-        return entry(vault, image=run.name if run else None, status=BUSY, messages=messages + [str(exc)],
+    except LockedError as exc:  # the engine reports a live lock as busy; a lock taken meanwhile still counts
+        return entry(vault, image=run.name if run else None, status=BUSY, error=str(exc), messages=messages,
                      duration=round(time.monotonic() - started, 3))
     except DervishError as exc:
-        return entry(vault, image=run.name if run else None, status="error", error=str(exc), messages=messages,
+        return entry(vault, image=run.name if run else None, status=ERROR, error=str(exc), messages=messages,
                      duration=round(time.monotonic() - started, 3))
-    return from_result(vault, run, result, time.monotonic() - started, messages)
+    return from_result(result, messages)
 
 
 def plan_vault(master, vault):
@@ -389,7 +381,7 @@ def main():
     result["changed"] = any(item["status"] != BUSY for item in images)
     for item in images:
         if item["status"] == BUSY:
-            module.warn(f"vault {item['vault']} is busy: another run is imaging it now, so it was not imaged again")
+            module.warn(f"vault {item['vault']} is busy, not imaged again: {item['error']}")
     failed = [item for item in images if item["status"] != BUSY and not item["good"]]
     if failed:
         module.fail_json(msg=failure_message(failed), **result)

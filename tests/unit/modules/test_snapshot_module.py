@@ -83,7 +83,8 @@ def test_a_vault_another_run_is_imaging_is_busy_not_failed(master, tmp_path: Pat
     finally:
         holder.kill()
         holder.wait()
-    assert busy["status"] == "busy" and not busy["good"] and busy["error"] is None, busy
+    assert busy["status"] == "busy" and not busy["good"], busy
+    assert f"being backed up by PID {holder.pid}" in busy["error"]
     assert listing(vault) == before
 
 
