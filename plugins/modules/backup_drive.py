@@ -28,7 +28,15 @@ description:
   - On a server whose banks are on a fixed path (no drive), V(held) checks the banks and nothing is mounted.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
+  action:
+    support: full
+    details: The action plugin only names the default O(holder); the module does the work on the server.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: Reports whether the drive would be mounted or unmounted; mounts, unmounts and writes nothing.
@@ -45,11 +53,12 @@ options:
     default: held
   holder:
     description:
-      - Who holds the drive, the same name for every task of one playbook run, for example
-        C(ansible-<controller host>-<ansible-playbook pid>).
+      - Who holds the drive, the same name for every task of one playbook run.
+      - Default (set by the module's action plugin on the controller) C(ansible-<controller host>-<pid>),
+        the pid being the C(ansible-playbook) process's, so every task of one run shares it and two
+        runs do not.
       - 1 to 100 characters of C(A-Z a-z 0-9 . _ -), the first a letter or digit (it names a file).
     type: str
-    required: true
   pid:
     description:
       - With O(state=held), the process whose life keeps the hold live (plus the grace time).
@@ -67,14 +76,8 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Name this playbook run's hold once
-  ansible.builtin.set_fact:
-    drive_holder: "ansible-{{ lookup('ansible.builtin.pipe', 'hostname -s') }}-{{ now(fmt='%Y%m%d%H%M%S') }}"
-  run_once: true
-
-- name: Hold the backup drive for this playbook run
+- name: Hold the backup drive for this playbook run (holder ansible-<controller>-<pid>)
   dervish.backup.backup_drive:
-    holder: "{{ drive_holder }}"
   register: drive
 
 - name: Show which drive holds the images
@@ -83,8 +86,12 @@ EXAMPLES = r"""
 
 - name: Release the drive (unmounted when nobody else holds it)
   dervish.backup.backup_drive:
-    holder: "{{ drive_holder }}"
     state: released
+
+- name: Hold the drive while a long command of its own runs on the server
+  dervish.backup.backup_drive:
+    holder: offsite-copy
+    pid: "{{ copy_job.pid }}"
 """
 
 RETURN = r"""
@@ -106,6 +113,11 @@ mounted:
   returned: always
   type: bool
   sample: true
+holder:
+  description: The holder the task acted for (the default one, when O(holder) was not given).
+  returned: always
+  type: str
+  sample: ansible-ctl-4242
 holds:
   description: The holders whose hold is live after the task (in check mode, before it).
   returned: always
@@ -168,13 +180,16 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["held", "released"], default="held"),
-            holder=dict(type="str", required=True),
+            holder=dict(type="str"),
             pid=dict(type="int"),
             wrapper=dict(type="path", default="/usr/local/sbin/dervish-backup"),
         ),
         supports_check_mode=True,
     )
     state, holder, pid, wrapper = (module.params[k] for k in ("state", "holder", "pid", "wrapper"))
+    if not holder:
+        module.fail_json(msg="holder is required (its action plugin names one by default; "
+                             "is the collection's plugins/action missing?)")
     if not HOLDER_RE.match(holder):
         module.fail_json(msg=f"holder {holder!r} is not a valid holder name: expected 1-100 characters "
                              "A-Z a-z 0-9 . _ -, the first a letter or digit")
@@ -194,7 +209,7 @@ def main():
     before = holds()
     drive = before.get("DRIVE", "")
     mount_point = before.get("MOUNT_POINT") or None
-    result = dict(changed=False, mount_point=mount_point)
+    result = dict(changed=False, mount_point=mount_point, holder=holder)
 
     if module.check_mode:
         if state == "held" and drive and before.get("MOUNTED") != "yes" and before.get("PRESENT") != "yes":
@@ -203,7 +218,7 @@ def main():
         changed, mounted = planned(before, state, holder)
         label = (before.get("DISKLABEL") or None) if (mounted or not drive) else None
         module.exit_json(changed=changed, mounted=mounted, label=label, mount_point=mount_point,
-                         holds=live_holders(before))
+                         holder=holder, holds=live_holders(before))
 
     if state == "held":
         argv = [wrapper, "--acquire", holder] + (["--pid", str(pid)] if pid is not None else [])
@@ -237,7 +252,7 @@ def main():
     elif mounted or not drive:
         label = after.get("DISKLABEL") or None
     module.exit_json(changed=bool(drive) and was_mounted != mounted, mounted=mounted, label=label,
-                     mount_point=mount_point, holds=live_holders(after), stderr=err)
+                     mount_point=mount_point, holder=holder, holds=live_holders(after), stderr=err)
 
 
 if __name__ == "__main__":

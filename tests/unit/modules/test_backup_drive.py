@@ -98,7 +98,7 @@ def test_held_mounts_and_returns_the_label(wrapper, capsys) -> None:
     assert calls(wrapper) == ["--acquire ansible-ctl-1 --pid 4242"]
     assert result["changed"] is True and result["mounted"] is True
     assert result["label"] == "offsite-2" and result["mount_point"] == "/backup"
-    assert result["holds"] == ["ansible-ctl-1"]
+    assert result["holds"] == ["ansible-ctl-1"] and result["holder"] == "ansible-ctl-1"
 
 
 def test_held_on_a_mounted_drive_changes_nothing(wrapper, capsys) -> None:
@@ -164,6 +164,7 @@ def test_release_unmounts(wrapper, capsys) -> None:
     ({"holder": "../etc"}, "holder '../etc' is not a valid holder name"),
     ({"holder": "ok", "state": "released", "pid": 5}, "pid goes with state=held only"),
     ({"holder": "ok", "pid": 0}, "pid 0 is not a process id"),
+    ({}, "holder is required (its action plugin names one by default"),
 ])
 def test_bad_arguments_fail_before_any_call(wrapper, capsys, args, message) -> None:
     (wrapper / "holds.txt").write_text(HOLDS_UNMOUNTED)
