@@ -78,6 +78,9 @@ images at once: the master's Runall-jobs: N (default 1; the role's backup_server
   is waited for and nothing is written to the vault.
 """
 
+RUNALL_EXIT = "\nexit code: number of failed entries (max 100); busy vaults (another run is imaging them) " \
+              "are reported and not counted"
+
 METADATA_HELP = """\
 restore metadata (vault key "metadata: COMMAND", e.g. "metadata: dervish-metadata --json"):
   after the pre hooks and right before rsync, COMMAND runs on the client -- through the same bounded
@@ -134,8 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runall", parents=[common], help="image every Runall: entry of the master configuration",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=SLOTS_HELP + "\nexit code: number of failed entries (max 100); busy vaults "
-                              "(another run is imaging them) are reported and not counted")
+                       epilog=SLOTS_HELP + RUNALL_EXIT)
     p.add_argument("--jobs", "-j", type=_jobs, metavar="N",
                    help="vaults in parallel, N >= 1 (default and upper limit: Runall-jobs:, or 1)")
     p.add_argument("--dry-run", "--no-run", action="store_true", help="only print what would run")

@@ -10,9 +10,10 @@ never keeps a slot, and nothing has to be cleaned up (``/run`` is empty after a 
 
 Waiting: when all N are taken, the image says once that it waits and for whom, then polls
 (``POLL_SECONDS``) until one is free; a stop of the run (``check`` raising, or a signal) ends the
-wait. The flocks are per open file, so the threads of one process (``runall``) compete for slots
-exactly as separate processes do. A slot file holds its holder's PID, image and start time, only to
-say whom a waiting run waits for.
+wait. Waiters form no queue: whoever polls first after a slot is freed gets it (a handful of
+images per server does not need more). The flocks are per open file, so the threads of one
+process (``runall``) compete for slots exactly as separate processes do. A slot file holds its
+holder's PID, image and start time, only to say whom a waiting run waits for.
 
 The directory is created ``0755``; it must be a real directory owned by the running user and
 writable by no one else (``/run/lock`` is world-writable: a directory or link planted there by

@@ -193,3 +193,13 @@ def test_runall_jobs_above_the_slots_is_limited_and_said(site):
     assert run_all(site.master(), jobs=3, out=lines.append, report=lines.append) == 0
     assert any("--jobs 3 is above the server's limit Runall-jobs: 1: at most 1 image(s) at once" in line
                for line in lines)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["image", "--help"], ["runall", "--help"]])
+def test_help_documents_slots_and_busy(argv, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("Runall-jobs: N", "/run/lock/dervish-slots/slot-1", "$DERVISH_SLOT_DIR", "--dry-run takes none",
+                  "the lower of the two holds", "busy", "a killed run frees its slot"):
+        assert words in text, words

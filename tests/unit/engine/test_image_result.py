@@ -39,8 +39,8 @@ def image(tmp_path, name, **options):
 def test_fields_of_a_first_and_a_second_image(site):
     tmp_path, src, dummy = site
     first = image(tmp_path, "one")
-    assert (first.status, first.name, first.image, first.reference, first.error) == ("success", "one", "one",
-                                                                                      None, None)
+    expected = ("success", "one", "one", None, None)
+    assert (first.status, first.name, first.image, first.reference, first.error) == expected
     assert (first.files_transferred, first.image_bytes, first.new_bytes, first.bytes_transferred) == (
         2, 4000, 4000, 4000)
     assert first.metadata == "none" and first.summary_status == "success" and first.exit_code == 0
