@@ -10,15 +10,13 @@ the controller.
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.dervish.backup.plugins.action.backup_drive import default_holder
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import (
     SiteError,
     backup_server_of,
@@ -64,14 +62,6 @@ def resolve_target(client: str, hostvars: Mapping[str, Mapping[str, Any]], group
     return Target(client=client, server=server, vaults=names)
 
 
-def default_holder() -> str:
-    """One name per ansible-playbook run, shared by its hosts' tasks: the drive stays mounted while any
-    of them holds it, and the playbook's release (the same name) lets it go. Workers are forks of the
-    ansible-playbook process, so their parent's PID names the run."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:60]  # the drive tool's holder rule
-    return f"ansible-{host}-{os.getppid()}"
-
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
@@ -86,6 +76,7 @@ class ActionModule(ActionBase):
                                     args["vaults"])
         except SiteError as err:
             raise AnsibleActionFail(str(err)) from None
+        # the name backup_drive gives this run too, so the playbook's release lets go of the same hold
         holder = args["holder"] or default_holder()
         result.update(client=target.client, server=target.server, holder=holder)
         if not target.vaults:  # vaults: [] selects none of them: nothing to hold or image

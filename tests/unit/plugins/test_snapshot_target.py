@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dervish.backup.plugins.action.snapshot import DELEGATE_HINT, default_holder, resolve_target
+from ansible_collections.dervish.backup.plugins.action import backup_drive, snapshot
+from ansible_collections.dervish.backup.plugins.action.snapshot import DELEGATE_HINT, resolve_target
 from ansible_collections.dervish.backup.plugins.filter.site import FilterModule
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import SiteError
 
@@ -78,6 +79,7 @@ def test_the_filter_names_the_same_server() -> None:
         backup_server_of("laptop1", HOSTVARS, {**GROUPS, "backup_servers": ["nas"]})
 
 
-def test_the_holder_names_the_controller_run() -> None:
+def test_the_holder_is_the_one_backup_drive_names_for_this_run() -> None:
     import os
-    assert default_holder().startswith("ansible-") and default_holder().endswith(f"-{os.getppid()}")
+    assert snapshot.default_holder is backup_drive.default_holder
+    assert snapshot.default_holder().endswith(f"-{os.getppid()}")
