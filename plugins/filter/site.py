@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import SiteError, cron_to_oncalendar
+from ansible_collections.dervish.backup.plugins.module_utils.site_model import backup_server_of as _backup_server_of
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import client_vaults as _client_vaults
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import server_vaults as _server_vaults
 
@@ -36,6 +37,17 @@ def oncalendar(schedule):
                                  "set backup_server_timer_oncalendar") from err
 
 
+def backup_server_of(client, hostvars, groups):
+    """The inventory name of the backup server that backs up ``client`` (for ``delegate_to``)."""
+    try:
+        return _backup_server_of(client, hostvars, groups)
+    except SiteError as err:
+        raise AnsibleFilterError(str(err)) from err
+    except (KeyError, TypeError) as err:
+        raise AnsibleFilterError(f"{client}: cannot find its backup server: {err}") from err
+
+
 class FilterModule:
     def filters(self):
-        return {"client_vaults": client_vaults, "server_vaults": server_vaults, "oncalendar": oncalendar}
+        return {"client_vaults": client_vaults, "server_vaults": server_vaults, "oncalendar": oncalendar,
+                "backup_server_of": backup_server_of}

@@ -211,6 +211,14 @@ def client_server(client: str, client_vars: Mapping[str, Any], servers: Sequence
     )
 
 
+def backup_server_of(client: str, hostvars: Mapping[str, Mapping[str, Any]],
+                     groups: Mapping[str, Sequence[str]]) -> str:
+    """The inventory name of the server that backs up ``client``, a host of the group backup_clients."""
+    if client not in (groups.get(CLIENTS_GROUP) or []):
+        raise SiteError(f"{client}: not a host of the group {CLIENTS_GROUP!r}, so no backup server backs it up")
+    return client_server(client, hostvars[client], list(groups.get(SERVERS_GROUP) or []))
+
+
 def server_vaults(server: str, hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]]
                   ) -> List[Vault]:
     """Every vault the given server backs up, in inventory order."""
