@@ -27,7 +27,7 @@ def render(tmp_path: Path, drive_spec: str = "LABEL=BACKUPDRIVE") -> Path:
         backup_server_banks=[str(tmp_path / "mnt" / "dervish")], __backup_server_vault_confdir="/nonexistent",
         __backup_server_confdir="/nonexistent", backup_server_drivelog=str(tmp_path / "drivelog"),
         backup_server_drive_hold_grace=900, backup_server_nice=0, backup_server_ionice_class="none",
-        backup_server_ionice_level=7)
+        backup_server_ionice_level=7, backup_server_textfile_path=str(tmp_path / "dervish.prom"))
     script = tmp_path / "dervish-backup"
     script.write_text(text)
     script.chmod(0o700)
