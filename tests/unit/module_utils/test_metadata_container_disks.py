@@ -40,8 +40,9 @@ def test_a_disk_without_a_device_node_is_not_present(tmp_path):
 
 
 def test_a_disk_that_cannot_be_opened_otherwise_still_fails(tmp_path):
-    tree = {"blockdevices": [*LSBLK["blockdevices"], {"name": "loop2", "type": "loop", "size": 1 << 20,
-                                                       "children": [{"name": "loop2p1", "type": "part", "size": 1}]}]}
+    loop2 = {"name": "loop2", "type": "loop", "size": 1 << 20,
+             "children": [{"name": "loop2p1", "type": "part", "size": 1}]}
+    tree = {"blockdevices": [*LSBLK["blockdevices"], loop2]}
 
     def other(argv, **kwargs):
         if argv[0].endswith("lsblk"):

@@ -84,8 +84,8 @@ def test_the_rendered_vault_config_is_what_the_engine_accepts(tmp_path: Path, en
     cfg = check_vault_file(path)
     assert getattr(cfg, "metadata", None) == (METADATA_COMMAND if enabled else None) or not hasattr(cfg, "metadata")
     # validate_site checks the lines the template writes
-    lines = [line for line, dummy in vault_config_lines(vault, "backup_client_filesystems[0]",
-                                                           "backup_client_default_excludes")]
+    written = vault_config_lines(vault, "backup_client_filesystems[0]", "backup_client_default_excludes")
+    lines = [line for line, dummy in written]
     assert ("metadata: dervish-metadata --json" in lines) is enabled
 
 
