@@ -66,17 +66,20 @@ for bank in banks:
     for vault in sorted(os.listdir(bank)) if os.path.isdir(bank) else []:
         vdir = os.path.join(bank, vault)
         images = sorted(n for n in os.listdir(vdir) if os.path.isfile(os.path.join(vdir, n, "summary")))
-        for i, image in enumerate(images):
+        reference = None  # the image before it that rsync linked against: the last good one
+        for image in images:
             s = summary(os.path.join(vdir, image, "summary"))
             here = os.path.join(vdir, image)
             alone = du_k(here)
-            added = du_k(os.path.join(vdir, images[i - 1]), here) if i else alone
+            added = du_k(reference, here) if reference else alone
+            if s.get("Status", "").split()[:1] in (["success"], ["warning"]):
+                reference = here
             new = s.get("Image-new-bytes")
             new = human(int(new) // 1024) if new and new.isdigit() else "-"
             print(f"{vault:14} {image:16} {s.get('Status', '?').split()[0]:8} {human(alone):>10} {human(added):>10} "
                   f"{new:>10}  {s.get('Metadata', 'none')}")
-print("\nON DISK: the image alone; ADDED: what it takes beside the image before it (unchanged files are")
-print("hard links to it); RSYNC NEW: what rsync copied. metadata/ of an image is new in every image.")
+print("\nON DISK: the image alone; ADDED: what it takes beside the good image before it (unchanged files")
+print("are hard links to it); RSYNC NEW: what rsync copied. metadata/ of an image is new in every image.")
 PY
 REMOTE
 echo
