@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-# re-exported: the snapshot action names the same holder
-from ansible_collections.dervish.backup.plugins.module_utils.drive_holder import default_holder  # noqa: F401
+from ansible_collections.dervish.backup.plugins.module_utils.drive_holder import default_holder
 
 
 class ActionModule(ActionBase):

@@ -16,7 +16,7 @@ from typing import Any, List, Mapping, Optional, Sequence
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.dervish.backup.plugins.action.backup_drive import default_holder
+from ansible_collections.dervish.backup.plugins.module_utils.drive_holder import default_holder
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import (
     SiteError,
     backup_server_of,
