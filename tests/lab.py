@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,3 +75,16 @@ class Lab:
                 f"ssh {host} {command!r} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
             )
         return result
+
+    @contextmanager
+    def drive_absent(self) -> Iterator[None]:
+        """The backup drive unplugged from the server: its device nodes are gone there until the end."""
+        loop = (self.dir / "drive.loop").read_text().strip()
+        nodes = self.ssh(self.server, f"stat -c '%n %t %T' {loop} {loop}p1 {loop}p2").stdout.splitlines()
+        self.ssh(self.server, f"rm {loop} {loop}p1 {loop}p2")
+        try:
+            yield
+        finally:
+            for line in nodes:
+                name, major, minor = line.split()
+                self.ssh(self.server, f"mknod -m 660 {name} b $((0x{major})) $((0x{minor}))")

@@ -125,19 +125,12 @@ def test_nightly_run_backs_up_every_vault_and_unmounts_the_drive(lab: Lab, provi
 
 
 def test_nightly_run_without_the_drive_fails_loudly_and_writes_nothing(lab: Lab, provisioned) -> None:
-    loop = (lab.dir / "drive.loop").read_text().strip()
-    nodes = lab.ssh(lab.server, f"stat -c '%n %t %T' {loop} {loop}p1 {loop}p2").stdout.splitlines()
-    lab.ssh(lab.server, f"rm {loop} {loop}p1 {loop}p2")  # the drive is gone from this host
-    try:
+    with lab.drive_absent():
         run = lab.ssh(lab.server, "/usr/local/sbin/dervish-backup", check=False)
         assert run.returncode == 2
         assert "backup drive LABEL=BACKUPDRIVE not found" in run.stdout + run.stderr
         assert lab.ssh(lab.server, "ls -A /backup").stdout == ""
         assert "NO-DRIVE" in lab.ssh(lab.server, "tail -1 /var/log/backup_drivelog").stdout
-    finally:
-        for line in nodes:
-            name, major, minor = line.split()
-            lab.ssh(lab.server, f"mknod -m 660 {name} b $((0x{major})) $((0x{minor}))")
 
 
 def test_reconfiguration_changes_only_what_changed(lab: Lab, provisioned, tmp_path: Path) -> None:
