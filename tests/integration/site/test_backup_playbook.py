@@ -88,12 +88,26 @@ def provisioned(lab: Lab):
 
 def test_backup_twice_makes_two_images_per_vault_and_links_unchanged_files(lab: Lab, provisioned) -> None:
     before = images(lab)
+    drivelog = lab.ssh(lab.server, "cat /var/log/backup_drivelog 2>/dev/null || true").stdout.splitlines()
     first = backup(lab)
     assert first.rc == 0, first.stdout[-6000:]
+    # the run held the drive once for all its hosts: one drive-log line, naming the run
+    new_lines = lab.ssh(lab.server, "cat /var/log/backup_drivelog").stdout.splitlines()[len(drivelog):]
+    assert len(new_lines) == 1 and " held by ansible-" in new_lines[0], new_lines
     lab.ssh("laptop1", "echo two > /home/snaptest/changed.txt")
     second = backup(lab)
     assert second.rc == 0, second.stdout[-6000:]
     after = images(lab)
+    # every image carries the client's restore metadata, fetched through the gate as at night;
+    # laptop1 has a real disk, so its images hold that disk's partition table as sfdisk dumps it
+    for host in VAULTS:
+        for item in first.results[host]["images"] + second.results[host]["images"]:
+            assert item["metadata"] == "ok", item
+            files = on_bank(lab, f"cd /backup/dervish/{item['vault']}/{item['image']}/metadata && "
+                                 "find . -type f | sort").split()
+            assert "./metadata.json" in files and "./hostname" in files, (item, files)
+            dumps = [name for name in files if name.startswith("./sfdisk/") and name.endswith(".dump")]
+            assert bool(dumps) == (host == "laptop1"), (item, files)
     for host, vaults in VAULTS.items():
         made = [run.results[host]["images"] for run in (first, second)]
         assert [item["vault"] for item in made[0]] == list(vaults) == [item["vault"] for item in made[1]]
