@@ -33,6 +33,8 @@ def nightly(lab: Lab):
     assert first.rc == 0, first.stdout[-6000:]
     second = run_playbook(lab, "site.yml")
     assert second.rc == 0 and second.changed_count == 0, (second.changed, second.stdout[-3000:])
+    # every vault has a file to hard-link in its second image, also on a fresh lab (laptop1's /home)
+    lab.ssh("laptop1", "mkdir -p /home/metatest && echo same > /home/metatest/same.txt")
     lab.ssh(lab.server, "mount LABEL=BACKUPDRIVE /backup")
     before = {vault: all_images(lab, vault) for vault in VAULTS}
     lab.ssh(lab.server, "umount /backup")

@@ -63,7 +63,8 @@ def on_bank(lab: Lab, command: str) -> str:
 
 
 def images(lab: Lab) -> dict[str, list[str]]:
-    listing = on_bank(lab, "cd /backup/dervish && for v in */; do for i in $v*/summary; do echo ${i%/summary}; done;"
+    # a fresh drive has no bank until the first run
+    listing = on_bank(lab, "cd /backup/dervish 2>/dev/null || exit 0; for v in */; do for i in $v*/summary; do echo ${i%/summary}; done;"
                            " done 2>/dev/null | grep -v '\\*'")
     found: dict[str, list[str]] = {vault: [] for vault in ALL_VAULTS}
     for line in listing.split():
@@ -165,7 +166,7 @@ def test_an_unknown_vault_name_fails_before_anything_is_backed_up(lab: Lab, prov
 def test_check_mode_reports_what_would_run_and_creates_nothing(lab: Lab, provisioned) -> None:
     listing = "find /backup -printf '%p %i %n %s %T@ %m\\n' | sort"
     bank_before = on_bank(lab, listing)
-    drivelog_before = lab.ssh(lab.server, "cat /var/log/backup_drivelog").stdout
+    drivelog_before = lab.ssh(lab.server, "cat /var/log/backup_drivelog 2>/dev/null || true").stdout
     newest = {vault: names[-1] for vault, names in images(lab).items()}
     run = backup(lab, check=True)
     assert run.rc == 0, run.stdout[-6000:]
