@@ -64,7 +64,8 @@ def on_bank(lab: Lab, command: str) -> str:
 
 def images(lab: Lab) -> dict[str, list[str]]:
     # a fresh drive has no bank until the first run
-    listing = on_bank(lab, "cd /backup/dervish 2>/dev/null || exit 0; for v in */; do for i in $v*/summary; do echo ${i%/summary}; done;"
+    listing = on_bank(lab, "cd /backup/dervish 2>/dev/null || exit 0; "
+                           "for v in */; do for i in $v*/summary; do echo ${i%/summary}; done;"
                            " done 2>/dev/null | grep -v '\\*'")
     found: dict[str, list[str]] = {vault: [] for vault in ALL_VAULTS}
     for line in listing.split():
