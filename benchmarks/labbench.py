@@ -189,7 +189,7 @@ def image_summaries(site: Site, server: str) -> Dict[str, List[dict]]:
     out = site.lab.ssh(server, read, timeout=300).stdout
     result: Dict[str, List[dict]] = {}
     for chunk in out.split("=== ")[1:]:
-        head, _, text = chunk.partition("\n")
+        head, dummy, text = chunk.partition("\n")
         path, born, written = head.rsplit(" ", 2)
         vault = Path(path).parent.parent.name
         s = parse_summary(text)

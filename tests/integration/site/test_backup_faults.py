@@ -65,7 +65,7 @@ def _images(lab: Lab, vault: str) -> Dict[str, Summary]:
                               "echo \"=== $i\"; cat \"$i/summary\" 2>/dev/null; done").stdout
     images = {}
     for chunk in out.split("=== ")[1:]:
-        name, _, text = chunk.partition("\n")
+        name, dummy, text = chunk.partition("\n")
         images[name] = parse_summary(text)
     return images
 
