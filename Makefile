@@ -16,7 +16,11 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 
 # The test suite and molecule start labs of their own, on other addresses, so a lab started with
 # `make lab-up` / `make demo` keeps running undisturbed while tests run.
-TEST_LAB_ENV     := DERVISH_TEST_LAB_DIR=$(CURDIR)/.lab-test DERVISH_TEST_LAB_NET=127.0.12
+# Integration files run on TEST_WORKERS pytest-xdist workers, each with a lab of its own (worker N on
+# the Nth range of DERVISH_TEST_LAB_NETS, in .lab-test-gwN); TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS     ?= 2
+TEST_LAB_ENV     := DERVISH_TEST_LAB_DIR=$(CURDIR)/.lab-test DERVISH_TEST_LAB_NET=127.0.12 \
+                    DERVISH_TEST_LAB_NETS=127.0.12,127.0.16,127.0.17,127.0.18
 MOLECULE_LAB_ENV := LAB_DIR=$(CURDIR)/.lab-molecule LAB_NET=127.0.13
 OLDEST_LAB_ENV   := DERVISH_TEST_LAB_DIR=$(CURDIR)/.lab-oldest-core DERVISH_TEST_LAB_NET=127.0.15 \
                     DERVISH_TEST_CORE_VENV=$(CURDIR)/$(OLDEST_VENV)
@@ -70,7 +74,7 @@ unit: setup  ## unit tests
 	python -m pytest -q tests/unit
 
 integration: setup  ## integration tests: engine, modules and playbooks against a lab of their own
-	$(TEST_LAB_ENV) python -m pytest -q tests/integration
+	$(TEST_LAB_ENV) python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/integration
 
 molecule: setup  ## molecule scenario: its create/destroy start and stop a lab of its own
 	$(MOLECULE_LAB_ENV) molecule test --all

@@ -34,6 +34,28 @@ def _private_image_slots(tmp_path_factory) -> Iterator[None]:
         os.environ["DERVISH_SLOT_DIR"] = old
 
 
+def _worker_lab_settings() -> None:
+    """Under pytest-xdist each worker gets a lab of its own: worker N takes the Nth address range of
+    DERVISH_TEST_LAB_NETS and a state dir beside DERVISH_TEST_LAB_DIR. It is written back into
+    DERVISH_TEST_LAB_NET/DIR, which every test that starts a lab or names its addresses reads."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    index = int(worker.removeprefix("gw"))
+    nets = [n for n in os.environ.get("DERVISH_TEST_LAB_NETS", "").split(",") if n]
+    if index >= len(nets):
+        raise pytest.UsageError(
+            f"pytest-xdist worker {worker} has no lab address range: DERVISH_TEST_LAB_NETS={','.join(nets)!r} "
+            f"names {len(nets)}; expected one range (e.g. 127.0.12) per worker (-n)")
+    base_dir = Path(os.environ.get("DERVISH_TEST_LAB_DIR", REPO_ROOT / ".lab-test"))
+    os.environ["DERVISH_TEST_LAB_NET"] = nets[index]
+    os.environ["DERVISH_TEST_LAB_DIR"] = f"{base_dir}-{worker}"
+
+
+def pytest_configure(config) -> None:
+    _worker_lab_settings()
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """A running lab for the whole session, separate from the user's `make lab-up` lab.
