@@ -74,7 +74,7 @@ unit: setup  ## unit tests
 	python -m pytest -q tests/unit
 
 integration: setup  ## integration tests: engine, modules and playbooks against a lab of their own
-	$(TEST_LAB_ENV) python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/integration
+	$(TEST_LAB_ENV) python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/integration
 
 molecule: setup  ## molecule scenario: its create/destroy start and stop a lab of its own
 	$(MOLECULE_LAB_ENV) molecule test --all

@@ -46,13 +46,15 @@ class Drive:
         return self.lab.ssh(self.lab.server, "mountpoint -q /backup", check=False).returncode == 0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def provisioned(lab: Lab) -> Lab:
+    # per file, not per session: another file run between two of these on the same test worker may
+    # have started the lab afresh (test_site does); on a provisioned lab this run changes nothing
     run = run_playbook(lab, "site.yml")
     assert run.rc == 0, run.stdout[-6000:]
     return lab
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def drive(provisioned: Lab) -> Drive:
     return Drive(provisioned)

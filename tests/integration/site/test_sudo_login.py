@@ -1,8 +1,8 @@
 """site.yml through a login that is not root: the playbooks become root with sudo where the roles need it.
 
 Every lab host gets a user with the lab's key and passwordless sudo (what a real site's admin login
-looks like); site.yml runs as that user and converges, as root where it matters. The file sorts after
-test_site.py on purpose: test_site's first run expects a lab that no site.yml run has touched yet.
+looks like); site.yml runs as that user and converges, as root where it matters. It runs on whatever
+the lab holds (test_site starts its own hosts afresh, so the two may run in any order).
 """
 
 from __future__ import annotations
