@@ -107,28 +107,30 @@ def split_steps(stdout):
 def release_result(wrapper, holder, stdout, stderr):
     """release_command's output as the module's result for state=released."""
     steps = split_steps(stdout)
-    if not steps:
-        return dict(changed=False, holder=holder, failed=True, stdout=stdout, stderr=stderr,
-                    msg=f"{wrapper} gave no answer to --holds: {last_error(stderr) or 'no message'}")
-    text, rc = steps[0]
-    if rc != 0:
-        return dict(changed=False, holder=holder, failed=True, rc=rc, stdout=text, stderr=stderr,
-                    msg=holds_failure(wrapper, rc, stderr))
-    before = parse_holds(text)
+    why = last_error(stderr) or "no message"
+
+    def failed(msg, rc=None, text=stdout):
+        return dict(changed=False, holder=holder, failed=True, stdout=text, stderr=stderr, msg=msg,
+                    **({} if rc is None else {"rc": rc}))
+
+    def holds_of(step):
+        """(the holds step ``step`` read, None), or (None, the failure) when it did not answer."""
+        if len(steps) <= step:
+            return None, failed(f"{wrapper} gave no answer to --holds: {why}")
+        text, rc = steps[step]
+        return (parse_holds(text), None) if rc == 0 else (None, failed(holds_failure(wrapper, rc, stderr), rc, text))
+
+    before, failure = holds_of(0)
+    if failure:
+        return failure
     if len(steps) < 2:
-        return dict(changed=False, holder=holder, failed=True, stdout=stdout, stderr=stderr,
-                    msg=f"{wrapper} --release {holder} gave no exit code: {last_error(stderr) or 'no message'}")
+        return failed(f"{wrapper} --release {holder} gave no exit code: {why}")
     out, rc = steps[1]
     after = {"HOLD": []}
     if rc == 0:
-        if len(steps) < 3:
-            return dict(changed=False, holder=holder, failed=True, stdout=stdout, stderr=stderr,
-                        msg=f"{wrapper} gave no answer to --holds: {last_error(stderr) or 'no message'}")
-        text, rc_after = steps[2]
-        if rc_after != 0:
-            return dict(changed=False, holder=holder, failed=True, rc=rc_after, stdout=text, stderr=stderr,
-                        msg=holds_failure(wrapper, rc_after, stderr))
-        after = parse_holds(text)
+        after, failure = holds_of(2)
+        if failure:
+            return failure
     result = released(wrapper, holder, before, rc, stderr, after)
     if result.get("failed"):
         result.update(stdout=out)

@@ -8,19 +8,11 @@ import subprocess
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from test_backup_drive import HOLDS_MOUNTED, HOLDS_UNMOUNTED
 
 from ansible_collections.dervish.backup.plugins.module_utils import drive_holds
 from ansible_collections.dervish.backup.plugins.modules import backup_drive as mod
 
-HOLDS_MOUNTED = """DRIVE=LABEL=BACKUPDRIVE
-MOUNT_POINT=/backup
-PRESENT=yes
-MOUNTED=yes
-MOUNTED_BY_DERVISH=yes
-DISKLABEL=offsite-2
-HOLD=ansible-ctl-1 4242 live
-"""
-HOLDS_AFTER = "DRIVE=LABEL=BACKUPDRIVE\nMOUNT_POINT=/backup\nPRESENT=yes\nMOUNTED=no\nMOUNTED_BY_DERVISH=no\nDISKLABEL=\n"
 NO_DRIVE = "DRIVE=\nMOUNT_POINT=\nDISKLABEL=fixed-banks\n"
 
 
@@ -44,7 +36,7 @@ def comparable(result):
 
 
 @pytest.mark.parametrize("before, after, rc, err", [
-    (HOLDS_MOUNTED, HOLDS_AFTER, "0", ""),                                   # the last hold goes: unmounted
+    (HOLDS_MOUNTED, HOLDS_UNMOUNTED, "0", ""),                                   # the last hold goes: unmounted
     (HOLDS_MOUNTED, HOLDS_MOUNTED, "0", ""),                                 # someone else still holds it
     (NO_DRIVE, NO_DRIVE, "0", ""),                                           # fixed banks, no drive
     (HOLDS_MOUNTED, HOLDS_MOUNTED, "4", "x ERROR: umount: /backup: target is busy\n"),
