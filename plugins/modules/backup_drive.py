@@ -32,7 +32,12 @@ extends_documentation_fragment:
 attributes:
   action:
     support: full
-    details: The action plugin only names the default O(holder); the module does the work on the server.
+    details:
+      - The action plugin names the default O(holder).
+      - A release outside check mode, with no other option than O(holder), runs the wrapper's
+        C(--holds), C(--release) and C(--holds) as one plain command on the server, without shipping the
+        module (a playbook run ends with a release, also after failures); the result is the module's.
+        Everything else runs the module.
   async:
     support: none
   bypass_host_loop:
