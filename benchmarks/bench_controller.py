@@ -18,7 +18,6 @@ Prints figures, never asserts times; exits 0 unless a run failed. Not part of th
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -26,10 +25,10 @@ from pathlib import Path
 import yaml
 from labbench import (
     DRIVE_SERVER,
-    REPO,
     backup_args,
     change_clients,
     image_summaries,
+    lab_parser,
     machine,
     make_site,
     run_playbook,
@@ -77,13 +76,8 @@ def set_parallel(site, jobs: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = lab_parser(__doc__, files=2000, size=16384, keep="leave the lab running")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--net", default="127.0.27", help="lab address range (first three octets)")
-    parser.add_argument("--lab-dir", default=str(REPO / ".lab-bench"))
-    parser.add_argument("--files", type=int, default=2000, help="files in each client's tree")
-    parser.add_argument("--size", type=int, default=16384, help="bytes per file")
-    parser.add_argument("--keep", action="store_true", help="leave the lab running")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="dervish-bench-controller-") as work:

@@ -19,18 +19,17 @@ second ``site.yml`` changed something). Not part of the test suite; run on a qui
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from labbench import (
-    REPO,
     backup_args,
     change_clients,
     human,
     image_summaries,
+    lab_parser,
     machine,
     make_site,
     run_playbook,
@@ -85,13 +84,8 @@ def measure(args, clients: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = lab_parser(__doc__, files=500, size=8192, keep="leave the last lab running")
     parser.add_argument("--clients", type=int, nargs="+", default=[4, 8, 16])
-    parser.add_argument("--net", default="127.0.27", help="lab address range (first three octets)")
-    parser.add_argument("--lab-dir", default=str(REPO / ".lab-bench"))
-    parser.add_argument("--files", type=int, default=500, help="files in each client's tree")
-    parser.add_argument("--size", type=int, default=8192, help="bytes per file")
-    parser.add_argument("--keep", action="store_true", help="leave the last lab running")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     rows = [measure(args, n) for n in args.clients]

@@ -32,7 +32,12 @@ extends_documentation_fragment:
 attributes:
   action:
     support: full
-    details: The action plugin only names the default O(holder); the module does the work on the server.
+    details:
+      - The action plugin names the default O(holder).
+      - A release outside check mode, with no other option than O(holder), runs the wrapper's
+        C(--holds), C(--release) and C(--holds) as one plain command on the server, without shipping the
+        module (a playbook run ends with a release, also after failures); the result is the module's.
+        Everything else runs the module.
   async:
     support: none
   bypass_host_loop:
@@ -134,46 +139,16 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-HOLDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def parse_holds(text):
-    """The wrapper's `--holds` KEY=VALUE lines as a dict; HOLD lines as a list of (holder, pid, live)."""
-    info = {"HOLD": []}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if key == "HOLD":
-            fields = value.split()
-            if len(fields) == 3:
-                info["HOLD"].append((fields[0], fields[1], fields[2] == "live"))
-        else:
-            info[key] = value
-    return info
-
-
-def live_holders(info, without=None):
-    return sorted({holder for holder, _pid, live in info["HOLD"] if live and holder != without})
-
-
-def planned(info, state, holder):
-    """What a run would do, from the state before it: (changed, mounted after)."""
-    drive = bool(info.get("DRIVE"))
-    mounted = info.get("MOUNTED") == "yes"
-    if not drive:
-        return False, False
-    if state == "held":
-        return not mounted, True
-    unmounts = mounted and info.get("MOUNTED_BY_DERVISH") == "yes" and not live_holders(info, without=holder)
-    return unmounts, mounted and not unmounts
-
-
-def last_error(stderr):
-    """The wrapper's last ERROR line (without its time stamp), else its last line."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    errors = [line.split("ERROR: ", 1)[1] for line in lines if "ERROR: " in line]
-    return errors[-1] if errors else (lines[-1] if lines else "")
+from ansible_collections.dervish.backup.plugins.module_utils.drive_holds import (
+    DEFAULT_WRAPPER,
+    HOLDER_RE,
+    holds_failure,
+    last_error,
+    live_holders,
+    parse_holds,
+    planned,
+    released,
+)
 
 
 def main():
@@ -182,7 +157,7 @@ def main():
             state=dict(type="str", choices=["held", "released"], default="held"),
             holder=dict(type="str"),
             pid=dict(type="int"),
-            wrapper=dict(type="path", default="/usr/local/sbin/dervish-backup"),
+            wrapper=dict(type="path", default=DEFAULT_WRAPPER),
         ),
         supports_check_mode=True,
     )
@@ -201,9 +176,7 @@ def main():
     def holds():
         rc, out, err = module.run_command([wrapper, "--holds"])
         if rc != 0:
-            module.fail_json(msg=f"{wrapper} --holds exited {rc}: {last_error(err) or 'no message'} "
-                                 "(is this host a dervish backup server, provisioned by backup_server?)",
-                             rc=rc, stdout=out, stderr=err)
+            module.fail_json(msg=holds_failure(wrapper, rc, err), rc=rc, stdout=out, stderr=err)
         return parse_holds(out)
 
     before = holds()
@@ -220,22 +193,23 @@ def main():
         module.exit_json(changed=changed, mounted=mounted, label=label, mount_point=mount_point,
                          holder=holder, holds=live_holders(before))
 
-    if state == "held":
-        argv = [wrapper, "--acquire", holder] + (["--pid", str(pid)] if pid is not None else [])
-    else:
-        argv = [wrapper, "--release", holder]
+    if state == "released":
+        rc, out, err = module.run_command([wrapper, "--release", holder])
+        outcome = released(wrapper, holder, before, rc, err, holds() if rc == 0 else {"HOLD": []})
+        if outcome.pop("failed", False):
+            module.fail_json(stdout=out, stderr=err, **outcome)
+        module.exit_json(stderr=err, **outcome)
+
+    argv = [wrapper, "--acquire", holder] + (["--pid", str(pid)] if pid is not None else [])
     rc, out, err = module.run_command(argv)
     if rc != 0:
         why = last_error(err) or "no message"
-        if state == "held" and rc == 2:
+        if rc == 2:
             after = holds()
             if drive and after.get("PRESENT") != "yes":
                 msg = f"backup drive {drive} is absent: nothing was mounted or written ({why})"
             else:
                 msg = f"the backup drive or a bank is not usable, nothing was held: {why}"
-        elif state == "released" and rc == 4:
-            msg = (f"could not unmount the backup drive from {mount_point}: it is still mounted "
-                   f"(is a process using it?); the hold of {holder} was dropped")
         elif rc == 64:
             msg = f"{wrapper} refused the request: {why}"
         else:
@@ -243,17 +217,11 @@ def main():
         module.fail_json(msg=msg, rc=rc, stdout=out, stderr=err, **result)
 
     after = holds()
+    found = re.search(r"^DISKLABEL=(.*)$", out, re.M)
+    label = found.group(1) if found else after.get("DISKLABEL") or None
     mounted = after.get("MOUNTED") == "yes"
-    was_mounted = before.get("MOUNTED") == "yes"
-    label = None
-    if state == "held":
-        found = re.search(r"^DISKLABEL=(.*)$", out, re.M)
-        label = found.group(1) if found else after.get("DISKLABEL") or None
-    elif mounted or not drive:
-        label = after.get("DISKLABEL") or None
-    module.exit_json(changed=bool(drive) and was_mounted != mounted, mounted=mounted, label=label,
-                     mount_point=mount_point, holder=holder, holds=live_holders(after), stderr=err)
-
+    module.exit_json(changed=bool(drive) and (before.get("MOUNTED") == "yes") != mounted, mounted=mounted,
+                     label=label, mount_point=mount_point, holder=holder, holds=live_holders(after), stderr=err)
 
 if __name__ == "__main__":
     main()

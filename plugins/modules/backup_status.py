@@ -25,6 +25,7 @@ description:
     the module, so that an unmounted drive never looks like a site without backups.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - dervish.backup.engine_banks
 attributes:
   check_mode:
     support: full
@@ -34,11 +35,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  config:
-    description:
-      - The engine's master configuration (its C(bank:) lines name the banks).
-      - When unset, C(/etc/dervish/master.conf), else C(/etc/dirvish/master.conf), as for the C(dervish) command.
-    type: path
   max_age_hours:
     description:
       - A vault whose last good image finished longer ago than this many hours is stale (so is one without a
@@ -57,8 +53,6 @@ options:
         A vault not listed is reported under its summary's C(client:).
     type: dict
     default: {}
-notes:
-  - Run it as root (C(become)); banks and images are root-only.
 seealso:
   - module: dervish.backup.backup_drive
   - module: dervish.backup.expire
@@ -155,17 +149,15 @@ table:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import load_master
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.errors import DervishError
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.status import (
     collect,
     human_age,
     human_bytes,
     is_stale,
-    missing_bank_message,
-    missing_banks,
     status_doc,
 )
+from ansible_collections.dervish.backup.plugins.module_utils.engine_banks import master_with_banks
 
 COLUMNS = ("HOST", "VAULT", "LAST GOOD", "AGE", "LAST ATTEMPT", "STATUS", "IMAGES", "SIZE", "META", "DRIVE",
            "STALE")
@@ -203,12 +195,8 @@ def main():
                   max_age_hours=limit_hours, table=[])
     if limit_hours < 0:
         module.fail_json(msg=f"max_age_hours: {limit_hours} is negative; expected a number of hours >= 0", **result)
+    master = master_with_banks(module, result)
     try:
-        master = load_master(module.params["config"])
-        missing = missing_banks(master.banks)
-        result["missing_banks"] = missing
-        if missing:
-            module.fail_json(msg="; ".join(missing_bank_message(bank) for bank in missing), **result)
         rows = collect(master, with_usage=module.params["space"])
     except DervishError as exc:
         module.fail_json(msg=str(exc), **result)

@@ -23,6 +23,7 @@ description:
     the module before anything is removed.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - dervish.backup.engine_banks
 attributes:
   check_mode:
     support: full
@@ -33,17 +34,11 @@ attributes:
   platform:
     platforms: posix
 options:
-  config:
-    description:
-      - The engine's master configuration (its C(bank:) lines name the banks).
-      - When unset, C(/etc/dervish/master.conf), else C(/etc/dirvish/master.conf), as for the C(dervish) command.
-    type: path
   vault:
     description:
       - Only this vault (it must exist in a bank). When unset, every vault of every bank.
     type: str
 notes:
-  - Run it as root (C(become)); banks and images are root-only.
   - The module fails (after removing what it could) when an image could not be removed or could not be judged,
     as C(dervish expire) exits 1 then; RV(removed) still lists what went.
 seealso:
@@ -119,20 +114,14 @@ from datetime import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import (
-    find_vault_dir,
-    load_master,
-)
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import find_vault_dir
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.errors import DervishError
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.expire import (
     apply_plan,
     plan_expiry,
     scan_images,
 )
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.status import (
-    missing_bank_message,
-    missing_banks,
-)
+from ansible_collections.dervish.backup.plugins.module_utils.engine_banks import master_with_banks
 
 
 def _entry(plan, im):
@@ -150,12 +139,8 @@ def main():
         supports_check_mode=True,
     )
     result = dict(changed=False, removed=[], kept_newest=[], busy=[], errors=[], problems=[], messages=[])
+    master = master_with_banks(module, result, nothing_done="; nothing removed")
     try:
-        master = load_master(module.params["config"])
-        missing = missing_banks(master.banks)
-        if missing:
-            module.fail_json(msg="; ".join(missing_bank_message(bank) for bank in missing)
-                             + "; nothing removed", **result)
         if module.params["vault"] is not None:
             find_vault_dir(master, module.params["vault"])  # a misspelt vault is an error, not a quiet no-op
         plan = plan_expiry(scan_images(master.banks, module.params["vault"]), datetime.now())

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from waiting import wait_for
 
 from dervish_engine.summary import parse_summary
 
@@ -116,15 +117,6 @@ def test_fatal_and_unknown_codes(bank, small_tree, tmp_path, code, status):
 def slow_vault(bank, tree, tmp_path, delay="0.05"):
     slow = wrapper(tmp_path, "slow", f'rsync "$@" | while IFS= read -r l; do printf "%s\\n" "$l"; sleep {delay}; done')
     return bank.vault("v1", tree, f"rsync: {slow}\n")
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_killed_run_is_recovered_by_the_next_run(bank, small_tree, tmp_path):

@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+from waiting import wait_for
+
 from dervish_engine.summary import parse_summary
 
 
@@ -33,15 +35,6 @@ def _alive(pid):
 
 def status_of(image):
     return parse_summary((image / "summary").read_text(encoding="utf-8", errors="surrogateescape")).status
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def slow_source(tmp_path, name="src"):

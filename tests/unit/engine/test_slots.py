@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from dervish_engine import slots
 
@@ -38,15 +39,6 @@ def holder(directory, count, name, hold, until=None):
     extra = [str(until)] if until else []
     return subprocess.Popen([sys.executable, "-c", HOLDER, str(directory), str(count), name, str(hold)] + extra,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def interval(out: str, name: str):

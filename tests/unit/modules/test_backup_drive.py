@@ -60,24 +60,6 @@ def test_last_error_is_the_wrappers_error_line() -> None:
     assert mod.last_error("") == ""
 
 
-@pytest.fixture
-def wrapper(tmp_path):
-    """A stand-in dervish-backup: `--holds` prints holds.txt (holds-after.txt once it exists after a call);
-    other calls are appended to calls.txt and answer with reply.out / reply.err / reply.rc."""
-    script = tmp_path / "dervish-backup"
-    script.write_text(f"""#!/bin/bash
-d={tmp_path}
-if [ "$1" = --holds ]; then
-  if [ -e "$d/called" ] && [ -e "$d/holds-after.txt" ]; then cat "$d/holds-after.txt"; else cat "$d/holds.txt"; fi
-  exit 0
-fi
-echo "$*" >> "$d/calls.txt"; touch "$d/called"
-cat "$d/reply.out" 2>/dev/null; cat "$d/reply.err" >&2 2>/dev/null; exit "$(cat "$d/reply.rc" 2>/dev/null || echo 0)"
-""")
-    script.chmod(0o755)
-    return tmp_path
-
-
 def run(capsys, wrapper, check=False, **args):
     args.update(_ansible_check_mode=check, wrapper=str(wrapper / "dervish-backup"))
     with patch_module_args(args), pytest.raises(SystemExit):
