@@ -239,7 +239,11 @@ def ssh_command(rsh, key):
         if i > 0 and out[i - 1] == "-o" and word.lower().startswith("identityfile="):
             continue
         cleaned.append(word)
-    return shlex.join(cleaned[:1] + ["-i", key, "-o", "IdentitiesOnly=yes"] + cleaned[1:])
+    # a dead or hung client costs a bounded time, as in the engine's image runs
+    given = " ".join(cleaned).lower()
+    bounds = [opt for opt in ("ConnectTimeout=30", "ServerAliveInterval=20") if opt.split("=")[0].lower() not in given]
+    extra = [word for opt in bounds for word in ("-o", opt)]
+    return shlex.join(cleaned[:1] + ["-i", key, "-o", "IdentitiesOnly=yes"] + extra + cleaned[1:])
 
 
 class Restore:
