@@ -11,23 +11,24 @@ module: restore_access
 short_description: Let the backup server write one directory of this client, for one restore run only
 version_added: 0.2.0
 description:
-  - With O(state=present), adds to root's C(authorized_keys) the one-time key of a restore run, as
+  - >-
+    With O(state=present), adds to root's C(authorized_keys) the one-time key of a restore run, as
     C(from="<server>",restrict,expiry-time="<UTC>Z",command="rrsync -wo <root>" <key>
-    dervish-restore run=<id> expires=<epoch>):
-    usable from the server's address only, only by a write-only rsync confined to O(root), and not at all
-    after its expiry (sshd refuses it; the line is removed by the next cleanup). Returns the directory
-    the key is limited to.
+    dervish-restore run=<id> expires=<epoch>), so it is usable from the server's address only, only by a
+    write-only rsync confined to O(root), and not at all after its expiry (sshd refuses it, and the next
+    cleanup removes the line). Returns the directory the key is limited to.
   - In place (O(create_root=false)), O(root) is the directory that holds the restored paths; when it is
     missing (a restore of a deleted directory), the nearest existing directory above it is used. A root
     that is or passes through a symlink is refused. With O(create_root=true) (a restore to another
     directory) O(root) is created, mode C(0700), when missing.
   - With O(state=absent), removes the lines of the run O(run_id), the lines whose expiry has passed, and
     the lines of runs of this controller that are over (a killed C(ansible-playbook); the action plugin
-    tells which). Without O(run_id) only the last two: the cleanup after an interrupted run.
+    tells which). Without O(run_id) only the last two, the cleanup after an interrupted run.
   - The nightly key's line (the gate) is never touched.
 options:
   state:
-    description: V(present) adds the run's key, V(absent) removes it and stale ones, V(listed) only returns RV(runs).
+    description:
+      - V(present) adds the run's key, V(absent) removes it and stale ones, V(listed) only returns RV(runs).
     type: str
     choices: [present, absent, listed]
     default: present
