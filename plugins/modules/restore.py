@@ -90,6 +90,23 @@ options:
     description: The dervish master configuration on the server.
     type: str
     default: /etc/dervish/master.conf
+  items:
+    description: Set by the action plugin - each path with its vault (C(path), C(vault)).
+    type: list
+    elements: dict
+    default: []
+  client:
+    description: Set by the action plugin - the client's inventory name.
+    type: str
+    required: true
+  address:
+    description: Set by the action plugin - how the server reaches the client (its vaults' C(client:)).
+    type: str
+    required: true
+  server_address:
+    description: Set by the action plugin - the server's address the client accepts the key from.
+    type: str
+    required: true
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -104,12 +121,14 @@ attributes:
     platforms: posix
   action:
     support: full
+    description: The action plugin resolves each path's vault and the client's server on the controller.
   async:
     support: none
   bypass_host_loop:
     support: none
   delegation:
     support: full
+    description: Can be used in conjunction with C(delegate_to) and related keywords.
     details: The task must be delegated to the client's backup server.
 seealso:
   - module: dervish.backup.restore_access
@@ -170,6 +189,7 @@ changes:
 
 import os
 import posixpath
+import re
 import shlex
 import shutil
 import subprocess
@@ -241,7 +261,8 @@ def ssh_command(rsh, key):
         cleaned.append(word)
     # a dead or hung client costs a bounded time, as in the engine's image runs
     given = " ".join(cleaned).lower()
-    bounds = [opt for opt in ("ConnectTimeout=30", "ServerAliveInterval=20") if opt.split("=")[0].lower() not in given]
+    bounds = [f"{name}={value}" for name, value in (("ConnectTimeout", 30), ("ServerAliveInterval", 20))
+              if name.lower() not in given]
     extra = [word for opt in bounds for word in ("-o", opt)]
     return shlex.join(cleaned[:1] + ["-i", key, "-o", "IdentitiesOnly=yes"] + extra + cleaned[1:])
 
@@ -454,11 +475,15 @@ def main():
             lifetime=dict(type="int", default=60),
             images=dict(type="dict", default={}),
             dry_run=dict(type="bool", default=False),
-            holder=dict(type="str", required=True),
+            holder=dict(type="str"),
+            paths=dict(type="list", elements="str", default=[]),
+            vault=dict(type="str", default=""),
             master=dict(type="str", default="/etc/dervish/master.conf"),
         ),
         supports_check_mode=True,
     )
+    if not module.params["holder"]:
+        module.params["holder"] = re.sub(r"[^A-Za-z0-9._-]", "-", f"ansible-{os.uname().nodename}-{os.getpid()}")
     restore = Restore(module)
     try:
         result = getattr(restore, module.params["step"])()
