@@ -241,24 +241,18 @@ def common_dir(paths):
 def ssh_command(rsh, key):
     """The vault's rsh (pinned host keys, timeouts) with the one-time key as the only identity."""
     words = shlex.split(rsh or "ssh")
-    out, skip = [], False
-    for word in words:
-        if skip:
-            skip = False
+    cleaned, index = [], 0
+    while index < len(words):
+        word = words[index]
+        if word == "-i" or (word == "-o" and index + 1 < len(words)
+                            and words[index + 1].lower().startswith("identityfile")):
+            index += 2  # the option and its value: the vault's own key is not offered
             continue
-        if word == "-i":
-            skip = True
-            continue
-        if word.startswith("-i") or word.lower().startswith("identityfile="):
-            continue
-        out.append(word)
-    cleaned = []
-    for i, word in enumerate(out):  # drop "-o IdentityFile=..." pairs
-        if word == "-o" and i + 1 < len(out) and out[i + 1].lower().startswith("identityfile="):
-            continue
-        if i > 0 and out[i - 1] == "-o" and word.lower().startswith("identityfile="):
+        if word.startswith("-i") or word.lower().startswith(("-oidentityfile", "identityfile")):
+            index += 1
             continue
         cleaned.append(word)
+        index += 1
     # a dead or hung client costs a bounded time, as in the engine's image runs
     given = " ".join(cleaned).lower()
     bounds = [f"{name}={value}" for name, value in (("ConnectTimeout", 30), ("ServerAliveInterval", 20))
