@@ -18,7 +18,7 @@ description:
   - The restore is done in three steps, as C(playbooks/restore.yml) runs them. V(prepare) holds the
     backup drive (as C(dervish.backup.snapshot) does), chooses the image of each vault
     (C(dervish_engine.select), the rule of C(dervish restore)), checks that every path is in it and is
-    safe, and makes a one-time ed25519 key for this run in C(/run/dervish/restore/<run id>/) (root only).
+    safe, and makes a one-time ed25519 key for this run in C(/run/dervish/restore/<run id>-<client>/) (root only).
     The client then authorises that key for this run only (C(dervish.backup.restore_access)). V(push)
     copies the paths with C(rsync -aHAX --numeric-ids --relative) to the client through that key, whose
     forced C(rrsync -wo) confines it to the target directory. V(finish) removes the run's key and the keys
@@ -266,7 +266,9 @@ class Restore:
         self.module = module
         self.p = module.params
         self.run_id = self.p["run_id"]
-        self.key_dir = Path(KEYS) / self.run_id if self.run_id else None
+        # one key per run and client: a client whose restore failed removes its key while others still push
+        client = re.sub(r"[^A-Za-z0-9._-]", "-", self.p["client"])
+        self.key_dir = Path(KEYS) / f"{self.run_id}-{client}" if self.run_id else None
         try:
             self.master = load_master(self.p["master"])
         except DervishError as exc:
