@@ -9,7 +9,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.dervish.backup.plugins.module_utils.drive_holder import default_holder
-from ansible_collections.dervish.backup.plugins.module_utils.restore_run import run_id
+from ansible_collections.dervish.backup.plugins.module_utils.restore_run import is_over, run_id
 from ansible_collections.dervish.backup.plugins.module_utils.site_model import (
     SiteError,
     backup_server_of,
@@ -71,6 +71,10 @@ class ActionModule(ActionBase):
         module_args.update(items=items, client=client, address=client_address(client, hostvars[client]),
                            server_address=from_address(server, hostvars[server])[1],
                            holder=args["holder"] or default_holder())
+        if args["step"] in ("prepare", "finish"):  # a killed run's key: only the controller knows it is over
+            listing = self._execute_module(module_name=MODULE, module_args={**module_args, "step": "listed"},
+                                           task_vars=task_vars)
+            module_args["over_runs"] = [run for run in listing.get("runs", []) if is_over(run)]
         result.update(self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars))
         result.update(client=client, server=server)
         return result

@@ -29,9 +29,9 @@ description:
     trees the gate may read (another directory) is listed as if it were empty.
 options:
   step:
-    description: Which step of the restore to run.
+    description: Which step of the restore to run (V(listed) only returns the runs that have keys on the server).
     type: str
-    choices: [prepare, push, finish]
+    choices: [prepare, push, finish, listed]
     required: true
   paths:
     description: Absolute paths on the client to restore (files, directories, symlinks).
@@ -90,6 +90,11 @@ options:
     description: The dervish master configuration on the server.
     type: str
     default: /etc/dervish/master.conf
+  over_runs:
+    description: Set by the action plugin - runs of this controller that are over; their keys are removed.
+    type: list
+    elements: str
+    default: []
   items:
     description: Set by the action plugin - each path with its vault (C(path), C(vault)).
     type: list
@@ -384,8 +389,14 @@ class Restore:
         removed = self.cleanup_expired() or removed
         return dict(changed=removed, run_id=self.run_id)
 
+    def listed(self):
+        """The run ids that have keys here (the action plugin tells which of them are over)."""
+        base = Path(KEYS)
+        runs = sorted({run_of(entry.name) for entry in base.iterdir()}) if base.is_dir() else []
+        return dict(changed=False, run_id=self.run_id, runs=runs)
+
     def cleanup_expired(self):
-        """Remove the keys of runs whose lifetime has passed (a killed run's key on the server)."""
+        """Remove the keys of runs whose lifetime has passed or that are over (a killed run's key)."""
         removed = False
         base = Path(KEYS)
         if self.module.check_mode or not base.is_dir():
@@ -395,10 +406,17 @@ class Restore:
                 expires = int((entry / "expires").read_text().strip())
             except (OSError, ValueError):
                 expires = int(entry.stat().st_mtime) + 24 * 3600
-            if expires < time.time() and entry != self.key_dir:
+            over = run_of(entry.name) in self.p["over_runs"]
+            if (expires < time.time() or over) and entry != self.key_dir:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed = True
         return removed
+
+
+def run_of(name):
+    """The run id of a key directory ``<host>.<pid>.<ticks>-<client>``."""
+    parts = name.split(".", 2)
+    return name if len(parts) < 3 else ".".join(parts[:2] + [parts[2].split("-", 1)[0]])
 
 
 def label(line, prefix):
@@ -458,7 +476,8 @@ def log_line(message):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            step=dict(type="str", choices=["prepare", "push", "finish"], required=True),
+            step=dict(type="str", choices=["prepare", "push", "finish", "listed"], required=True),
+            over_runs=dict(type="list", elements="str", default=[]),
             items=dict(type="list", elements="dict", default=[]),
             client=dict(type="str", required=True),
             address=dict(type="str", required=True),

@@ -26,3 +26,9 @@ def test_itemized_lines_name_client_paths():
     assert mod.label(">f+++++++++ alice/doc.txt", "/home/") == ">f+++++++++ /home/alice/doc.txt"
     assert mod.label("cd+++++++++ alice/", "/home") == "cd+++++++++ /home/alice/"
     assert mod.label("*deleting   proj/old", "/srv/r/home") == "*deleting   /srv/r/home/proj/old"
+
+
+def test_the_run_of_a_key_directory():
+    assert mod.run_of("ctl-1.4711.99887-laptop1") == "ctl-1.4711.99887"
+    assert mod.run_of("ctl.4711.99887-my-host.example") == "ctl.4711.99887"
+    assert mod.run_of("ctl.4711.99887") == "ctl.4711.99887"
