@@ -219,6 +219,35 @@ def backup_server_of(client: str, hostvars: Mapping[str, Mapping[str, Any]],
     return client_server(client, hostvars[client], list(groups.get(SERVERS_GROUP) or []))
 
 
+def vault_of_path(client: str, client_vars: Mapping[str, Any], path: str, vault: str = "") -> Vault:
+    """The vault of ``client`` whose tree holds the absolute client ``path`` (the longest tree that is a
+    prefix of it, component by component), or the one named ``vault``, which must hold it."""
+    text = str(path)
+    try:
+        parts = check_absolute_path(text, "path")
+    except ValueError as err:
+        raise SiteError(f"{client}: dervish_restore_paths: {err}") from None
+    vaults = client_vaults(client, client_vars)
+    if vault:
+        named = [v for v in vaults if v.name == vault]
+        if not named:
+            raise SiteError(f"{client}: dervish_restore_vault: {vault!r} is not a vault of {client} "
+                            f"(its vaults: {', '.join(v.name for v in vaults) or 'none'})")
+        candidates = named
+    else:
+        candidates = vaults
+    holding = []
+    for candidate in candidates:
+        top = check_absolute_path(candidate.tree, "tree")
+        if parts[:len(top)] == top:
+            holding.append((len(top), candidate))
+    if not holding:
+        trees = ", ".join(f"{v.name} ({v.tree})" for v in candidates) or "none"
+        raise SiteError(f"{client}: dervish_restore_paths: {text!r} is in no tree of "
+                        f"{'the vault ' + vault if vault else 'its vaults'}: {trees}")
+    return max(holding, key=lambda item: item[0])[1]
+
+
 def server_vaults(server: str, hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]]
                   ) -> List[Vault]:
     """Every vault the given server backs up, in inventory order."""

@@ -174,6 +174,40 @@ def _parser() -> argparse.ArgumentParser:
                         "(metrics: see dervish_engine/prometheus.py); with --quiet, print nothing else; "
                         "exit 1 when FILE cannot be written")
 
+    p = sub.add_parser("versions", parents=[common], help="list the versions of a path across a vault's good images",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Every good image of VAULT that has PATH (newest first): image, when its "
+                                   "backup began, type, size, mtime, mode, and whether it is the same file "
+                                   "(inode) as in the next newer image that has it: 'yes' means unchanged.",
+                       epilog="PATH is the client's path (e.g. /home/alice/doc.txt, under the vault's tree) or "
+                              "relative to the vault's tree; '..' is refused.\n"
+                              "exit codes: 0 found; 1 in no good image; 2 usage error (bad path, no such vault)")
+    p.add_argument("vault", metavar="VAULT")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("restore", parents=[common], help="copy paths from an image into a local directory",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Copy PATH... from an image of VAULT into DIR, each at DIR/<client path> "
+                                   "(--to /srv/r puts /home/alice/doc.txt at /srv/r/home/alice/doc.txt), with "
+                                   "rsync -aHAX --numeric-ids --relative (owners, modes, ACLs, xattrs, hard "
+                                   "links, symlinks, mtimes; parent directories get the image's attributes). "
+                                   "Prints rsync's itemized changes. Files in DIR the image lacks are kept "
+                                   "unless --delete. Never writes outside DIR and never follows a symlink of "
+                                   "the image.",
+                       epilog="SPEC: 'latest' (the newest good image), an image name, a date or time "
+                              "('2026-12-01' = the last image begun that day, '2026-12-01 14:00'), or a "
+                              "relative time ('3 days ago', '-3d', '-12h'); failed images are never chosen.\n"
+                              "exit codes: 0 restored (or nothing to change); 1 rsync failed; 2 usage error "
+                              "(no such image, a path with '..', outside the tree or not in the image)")
+    p.add_argument("vault", metavar="VAULT")
+    p.add_argument("paths", metavar="PATH", nargs="+")
+    p.add_argument("--to", metavar="DIR", required=True, help="the directory to restore into (created, mode 0700)")
+    p.add_argument("--image", metavar="SPEC", default="latest", help="which image (default: latest)")
+    p.add_argument("--delete", action="store_true",
+                   help="delete files below a restored directory that the image does not have")
+    p.add_argument("--dry-run", "-n", action="store_true", help="only list what would change")
+
     p = sub.add_parser("check", parents=[common],
                        help="load the master and every vault/branch configuration, report all errors")
     p.add_argument("--master-only", action="store_true",
@@ -311,6 +345,31 @@ def cmd_status(args, master, con: _Console) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def cmd_versions(args, master, con: _Console) -> int:
+    import json
+
+    from .restore import render_versions, versions
+
+    found = versions(find_vault_dir(master, args.vault), args.path)
+    sys.stdout.write(json.dumps(found.as_dict(), indent=2) + "\n" if args.json else render_versions(found))
+    return EXIT_OK if found.versions else EXIT_FAILED
+
+
+def cmd_restore(args, master, con: _Console) -> int:
+    from .restore import RsyncFailed, restore_local
+    from .select import select_image
+
+    image = select_image(find_vault_dir(master, args.vault), args.image)
+    con.note(f"restoring from image {image.name} of vault {args.vault} into {args.to}"
+             + (" (dry run)" if args.dry_run else ""))
+    try:
+        restore_local(image, args.paths, args.to, delete=args.delete, dry_run=args.dry_run, out=_stdout_line)
+    except RsyncFailed as exc:
+        con.error(str(exc))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_check_files(files: List[str], con: _Console) -> int:
     from .config import check_vault_file
 
@@ -370,7 +429,7 @@ def cmd_check(args, master, con: _Console) -> int:
 
 
 COMMANDS = {"image": cmd_image, "runall": cmd_runall, "expire": cmd_expire, "locate": cmd_locate,
-            "status": cmd_status, "check": cmd_check}
+            "status": cmd_status, "check": cmd_check, "versions": cmd_versions, "restore": cmd_restore}
 
 
 class Terminated(BaseException):
