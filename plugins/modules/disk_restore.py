@@ -132,14 +132,14 @@ from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine impo
     disk_guard,
     disk_plan,
     disk_rebuild,
-    locate,
+    select,
     summary,
 )
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import load_master
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.errors import DervishError
 
-# imported late by the engine (bare_metal.choose_image): named here so that AnsiballZ ships them
-LATE_ENGINE_MODULES = (locate, summary, disk_plan, disk_rebuild)
+# used by the engine's bare_metal: named here so that AnsiballZ surely ships them
+ENGINE_MODULES = (select, summary, disk_plan, disk_rebuild)
 DRIVE_TOOL = "/usr/local/sbin/dervish-backup"
 
 

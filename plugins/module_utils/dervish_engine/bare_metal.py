@@ -1,9 +1,9 @@
 """A bare-metal restore on the backup server: choose the images, plan, check the target, rebuild.
 
 ``prepare(master, vaults, spec, device, confirm, ...)`` chooses one good image per vault (``spec``:
-``latest`` or whatever ``select.select_image`` accepts), reads the restore metadata of the image of
-the vault that holds ``/`` (else of the first chosen image that has metadata), builds the
-``DiskPlan`` and runs ``disk_guard.check_target``: all read-only, so check mode stops there.
+whatever ``select.select_image`` accepts: ``latest``, an image name, a date, ``3 days ago``), reads
+the restore metadata of the image of the vault that holds ``/`` (else of the first chosen image that
+has metadata), builds the ``DiskPlan`` and runs ``disk_guard.check_target``: all read-only, so check mode stops there.
 ``Prepared.run(log)`` then rebuilds the target.
 
 Stdlib only, Python 3.9+.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from . import disk_guard, disk_plan, disk_rebuild
+from . import disk_guard, disk_plan, disk_rebuild, select
 from .config import MasterConfig, find_vault_dir
 from .errors import DervishError
 from .summary import read_summary
@@ -36,26 +36,8 @@ class ChosenImage:
 
 
 def choose_image(vault_dir: Path, spec: str) -> Path:
-    """The image directory ``spec`` names in ``vault_dir``: through ``select.select_image`` (the one
-    image-selection rule), or, where that module is not there, the newest good image / an exact name."""
-    try:
-        from . import select  # noqa: PLC0415 (optional until it lands everywhere)
-    except ImportError:
-        select = None
-    if select is not None:
-        chosen = select.select_image(vault_dir, spec)
-        return Path(getattr(chosen, "path", None) or getattr(chosen, "dir", None) or chosen)
-    from .locate import good_images  # noqa: PLC0415
-    images = good_images(vault_dir)
-    if spec == "latest":
-        if not images:
-            raise DervishError(f"vault {vault_dir.name}: no good image in {vault_dir}")
-        return max(images, key=lambda im: (im.created, im.name)).path
-    for image in images:
-        if image.name == spec:
-            return image.path
-    newest = ", ".join(im.name for im in sorted(images, key=lambda im: im.created, reverse=True)[:5]) or "none"
-    raise DervishError(f"vault {vault_dir.name}: no good image {spec!r} (good images, newest first: {newest})")
+    """The image directory ``spec`` names in ``vault_dir``, by the engine's one image-selection rule."""
+    return Path(select.select_image(vault_dir, spec).path)
 
 
 def chosen_images(master: MasterConfig, vaults: Sequence[str], spec: str) -> List[ChosenImage]:
