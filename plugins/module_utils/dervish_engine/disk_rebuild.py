@@ -258,11 +258,19 @@ class Rebuild:
             self.copy()
             self.recreate()
             self.boot_loader()
-        finally:
+        except BaseException:
             if self.root:
-                subprocess.run(["sync"], check=False)
-                self.step("unmount")
-                self.unmount()
+                try:
+                    self.n = len(self.titles) - 1   # the last step, also when steps were left out
+                    self.step("unmount")
+                    self.unmount()
+                except RebuildError as exc:
+                    self.log(str(exc))   # the step that failed is the message; this one is logged
+            raise
+        if self.root:
+            subprocess.run(["sync"], check=False)
+            self.step("unmount")
+            self.unmount()
         return self.result
 
 

@@ -80,3 +80,27 @@ def test_the_last_partition_grows_on_a_larger_disk_when_asked(loops):
     last = parts[-1]
     end, usable = int(last["start"]) + int(last["size"]), 40 * MiB // 512 - 33   # GPT's backup header
     assert 24 * MiB // 512 < end <= usable and usable - end < 2048   # to the end, within sfdisk's 1 MiB grain
+
+
+def test_a_failed_step_is_the_error_and_everything_is_unmounted_also_when_unmount_fails(loops):
+    plan, _dump, _src = source_plan(loops)          # its vault's image tree does not exist: the copy fails
+    target = loops(24)
+    lines: list[str] = []
+    here = os.getcwd()
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "copy vault v" in line and line.startswith("step"):
+            os.chdir(rebuild.mounted[0])             # a process in the filesystem: umount fails (busy)
+
+    rebuild = disk_rebuild.Rebuild(plan, target, log=log)
+    try:
+        with pytest.raises(disk_rebuild.RebuildError, match=r"^step 6/8 \(copy vault v\) failed: rsync exited"):
+            rebuild.run_all()
+    finally:
+        os.chdir(here)
+        subprocess.run(["umount", f"{target}p1"], capture_output=True, check=False)
+        if rebuild.root:
+            os.rmdir(rebuild.root)
+    assert any(line.startswith("could not unmount the rebuilt filesystems") for line in lines), lines
+    assert "step 8/8: unmount" in lines
