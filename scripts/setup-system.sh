@@ -9,6 +9,9 @@ PACKAGES=(
   dirvish                                      # Dirvish 1.2.1, for the interoperability tests
   python3 python3-venv git make gzip bzip2 tar shellcheck
   sudo                                         # a lab login as a user with sudo (playbooks become root)
+  udev                                         # udevadm: grub-install onto a (loop) disk in bare-metal restore
+  grub-pc-bin                                  # GRUB's BIOS modules: bare-metal restore installs the boot loader
+  dosfstools                                   # mkfs.vfat: bare-metal restore of an EFI system partition
 )
 [ "$(id -u)" = 0 ] || { echo "setup-system: run as root (apt-get install)" >&2; exit 1; }
 missing=()

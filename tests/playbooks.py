@@ -38,8 +38,10 @@ def lab_inventory(tmp_path: Path) -> Path:
 
 
 def run_playbook(lab: Lab, playbook: str, inventory: Path | None = None, extravars: dict | None = None,
-                 check: bool = False, limit: str | None = None) -> PlaybookRun:
+                 check: bool = False, limit: str | None = None, tags: str | None = None) -> PlaybookRun:
     cmdline = ["--diff"]
+    if tags:
+        cmdline.append(f"--tags={tags}")
     if check:
         cmdline.append("--check")
     with tempfile.TemporaryDirectory(prefix="dervish-runner-") as private_dir:
