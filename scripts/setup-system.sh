@@ -9,6 +9,9 @@ PACKAGES=(
   dirvish                                      # Dirvish 1.2.1, for the interoperability tests
   python3 python3-venv git make gzip bzip2 tar shellcheck
   sudo                                         # a lab login as a user with sudo (playbooks become root)
+  grub-pc-bin grub2-common                     # prepare_drive: grub-install (i386-pc) makes a new backup drive boot
+  udev                                         # prepare_drive: grub-install onto a loop device needs udevadm
+  zstd                                         # prepare_drive: the compressed rescue image (.zst)
 )
 [ "$(id -u)" = 0 ] || { echo "setup-system: run as root (apt-get install)" >&2; exit 1; }
 missing=()
