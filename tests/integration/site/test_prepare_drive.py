@@ -151,6 +151,9 @@ def test_blank_disk_becomes_the_drive_the_nightly_run_uses(server: Lab, disk: st
         assert f"backup run on drive {DISKLABEL}" in nightly.stdout
         lines = drivelog(server).splitlines()
         assert lines[-1].startswith(f"{DISKLABEL} ") and "finished: ok" in lines[-1]
+        # the drive log names the drive holding each image the run made
+        assert lines[-2].startswith(f"{DISKLABEL} ") and " image laptop2-etc/" in lines[-2], lines[-4:]
+        assert lines[-2].endswith(" success"), lines[-2]
         server.ssh(server.server, f"mount {disk}p3 /backup")
         try:
             listing = server.ssh(server.server, "stat -c '%a %n' /backup /backup/DISKLABEL /backup/dervish && "
@@ -160,7 +163,7 @@ def test_blank_disk_becomes_the_drive_the_nightly_run_uses(server: Lab, disk: st
         finally:
             server.ssh(server.server, "umount /backup")
     assert listing[:3] == ["700 /backup", "600 /backup/DISKLABEL", "700 /backup/dervish"], listing
-    assert any(name[:4].isdigit() for name in listing[3:]), listing
+    assert lines[-2].split(" image laptop2-etc/")[1].split()[0] in listing[3:], (lines[-2], listing)
     row = next(v for v in doc["vaults"] if v["vault"] == "laptop2-etc")
     assert row["disklabel"] == DISKLABEL and row["last_good"]
     header, *rows = table.splitlines()
@@ -172,3 +175,4 @@ def test_blank_disk_becomes_the_drive_the_nightly_run_uses(server: Lab, disk: st
     again = prepare(server, disk, disk, label="test-drive-3")
     assert again.rc != 0 and "is the backup drive" in said(again), again.stdout[-3000:]
     assert digest(server, disk + "p3") == before
+
