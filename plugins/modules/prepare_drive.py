@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: prepare_drive
 short_description: Make a blank disk a new backup drive of a dervish backup server
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - dervish developers (!UNKNOWN)
 description:
