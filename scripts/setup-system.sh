@@ -9,9 +9,10 @@ PACKAGES=(
   dirvish                                      # Dirvish 1.2.1, for the interoperability tests
   python3 python3-venv git make gzip bzip2 tar shellcheck
   sudo                                         # a lab login as a user with sudo (playbooks become root)
-  udev                                         # udevadm: grub-install onto a (loop) disk in bare-metal restore
-  grub-pc-bin                                  # GRUB's BIOS modules: bare-metal restore installs the boot loader
+  udev                                         # udevadm: grub-install onto a (loop) disk (bare-metal restore, prepare_drive)
+  grub-pc-bin grub2-common                     # GRUB's BIOS modules and grub-install: a rebuilt disk and a new backup drive boot
   dosfstools                                   # mkfs.vfat: bare-metal restore of an EFI system partition
+  zstd                                         # prepare_drive: the compressed rescue image (.zst)
 )
 [ "$(id -u)" = 0 ] || { echo "setup-system: run as root (apt-get install)" >&2; exit 1; }
 missing=()

@@ -76,6 +76,14 @@ class Lab:
             )
         return result
 
+    def attach_disk(self, name: str, size: str) -> str:
+        """A new blank disk for the running server (labctl disk-attach); returns its device there."""
+        return self.labctl("disk-attach", self.server, name, size).stdout.strip().splitlines()[-1]
+
+    def detach_disk(self, name: str) -> None:
+        """Take a disk of attach_disk away again (its nodes on the server, its loop device, its image)."""
+        self.labctl("disk-detach", name)
+
     @contextmanager
     def drive_absent(self) -> Iterator[None]:
         """The backup drive unplugged from the server: its device nodes are gone there until the end."""

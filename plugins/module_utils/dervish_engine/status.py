@@ -206,14 +206,16 @@ def human_age(seconds: Optional[int]) -> str:
 
 
 def render_table(rows: List[VaultStatus], with_usage: bool = False) -> str:
-    """SIZE / NEW: the last good image's recorded size and what it added; USED (``--space``): measured."""
-    header = ("VAULT", "LAST GOOD", "AGE", "LAST ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW") + (
+    """SIZE / NEW: the last good image's recorded size and what it added; DRIVE: the DISKLABEL of the drive
+    holding the vault's images (with rotated drives, which drive this is); USED (``--space``): measured."""
+    header = ("VAULT", "LAST GOOD", "AGE", "LAST ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW", "DRIVE") + (
         ("USED",) if with_usage else ())
     lines = [header]
     for r in rows:
         status = (r.last_attempt_status or "-") + (" [running]" if r.running else "")
         row = (r.vault, r.last_good or "-", human_age(r.age_seconds), r.last_attempt or "-", status,
-               f"{r.good_images}/{r.images}", human_bytes(r.last_good_bytes), human_bytes(r.last_good_new_bytes))
+               f"{r.good_images}/{r.images}", human_bytes(r.last_good_bytes), human_bytes(r.last_good_new_bytes),
+               r.disklabel or "-")
         lines.append(row + ((human_bytes(r.bytes_used),) if with_usage else ()))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
     out = []

@@ -57,7 +57,8 @@ def test_render_table_and_json(tmp_path):
     rows = status.collect(SimpleNamespace(banks=[bank]), now=datetime(2026, 11, 22, 10, 5))
     assert [r.vault for r in rows] == ["v"]
     table = status.render_table(rows).splitlines()
-    assert table[0].split() == ["VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW"]
+    assert table[0].split() == ["VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW",
+                                "DRIVE"]
     assert table[1].split()[:6] == ["v", "a", "2d00h", "a", "success", "1/1"]
     doc = json.loads(status.render_json(rows))
     assert doc["vaults"][0]["last_good_complete"] == "2026-11-20 10:05:00"
