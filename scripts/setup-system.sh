@@ -9,6 +9,13 @@ PACKAGES=(
   dirvish                                      # Dirvish 1.2.1, for the interoperability tests
   python3 python3-venv git make gzip bzip2 tar shellcheck
   sudo                                         # a lab login as a user with sudo (playbooks become root)
+  qemu-system-x86                              # boots the test system disk headless (software emulation)
+  debootstrap                                  # builds the small Debian 12 test system disk
+  grub-pc-bin                                  # GRUB's BIOS modules, to make the test disk bootable
+  grub2-common                                 # grub-install itself
+  udev                                         # udevadm, which grub-install needs on a loop device
+  dosfstools                                   # mkfs.vfat, for EFI system partitions
+  zstd                                         # compresses the cached test system disk
 )
 [ "$(id -u)" = 0 ] || { echo "setup-system: run as root (apt-get install)" >&2; exit 1; }
 missing=()
