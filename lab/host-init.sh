@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
 # PID 1 of a lab host's fresh mount+UTS+PID namespaces (started by labctl through unshare).
-# usage: host-init.sh NAME IP HOSTDIR LABDIR ; env LAB_DEVICES = block devices to expose
+# usage: host-init.sh NAME IP HOSTDIR LABDIR ; env LAB_DEVICES = block devices to expose,
+#        LAB_SYSROOT = a partition to run from instead of the overlay (a system disk's root)
 set -eu
 NAME=$1 IP=$2 HD=$3 LAB=$4
 R=$HD/root
-mount -t overlay overlay -o "lowerdir=/,upperdir=$HD/upper,workdir=$HD/work" "$R"
+if [ -n "${LAB_SYSROOT:-}" ]; then
+  mount "$LAB_SYSROOT" "$R"
+  # the disk's other filesystems as its fstab says (by UUID=/LABEL=), among this host's devices only;
+  # swap stays off: a swap area would be the whole machine's
+  while read -r spec mnt fstype _; do
+    case $spec in ''|'#'*) continue ;; esac
+    if [ "$mnt" = / ] || [ "$fstype" = swap ] || [ "$mnt" = none ]; then continue; fi
+    dev=""
+    for d in ${LAB_DEVICES:-}; do
+      case $spec in
+        UUID=*) [ "$(blkid -c /dev/null -s UUID -o value "$d" 2>/dev/null)" = "${spec#UUID=}" ] && dev=$d ;;
+        LABEL=*) [ "$(blkid -c /dev/null -s LABEL -o value "$d" 2>/dev/null)" = "${spec#LABEL=}" ] && dev=$d ;;
+        /dev/*) [ "$spec" = "$d" ] && dev=$d ;;
+      esac
+      [ -n "$dev" ] && break
+    done
+    [ -n "$dev" ] || { echo "host-init: $NAME: no device for $spec ($mnt in the disk's fstab)" >&2; exit 1; }
+    mount -t "$fstype" "$dev" "$R$mnt"
+  done < "$R/etc/fstab"
+else
+  mount -t overlay overlay -o "lowerdir=/,upperdir=$HD/upper,workdir=$HD/work" "$R"
+fi
 mount -t proc proc "$R/proc"                          # proc of the new PID namespace
 mount --bind -o ro "$R/proc/sys" "$R/proc/sys"        # kernel settings are the machine's: read-only
 mount -o remount,bind,ro "$R/proc/sys"

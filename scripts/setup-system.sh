@@ -10,9 +10,11 @@ PACKAGES=(
   python3 python3-venv git make gzip bzip2 tar shellcheck
   sudo                                         # a lab login as a user with sudo (playbooks become root)
   udev                                         # udevadm: grub-install onto a (loop) disk (bare-metal restore, prepare_drive)
-  grub-pc-bin grub2-common                     # GRUB's BIOS modules and grub-install: a rebuilt disk and a new backup drive boot
+  grub-pc-bin grub2-common                     # GRUB's BIOS modules and grub-install: a rebuilt disk, a new backup drive, the test system disk boot
   dosfstools                                   # mkfs.vfat: bare-metal restore of an EFI system partition
-  zstd                                         # prepare_drive: the compressed rescue image (.zst)
+  zstd                                         # the compressed rescue image (.zst) and the cached test system disk
+  qemu-system-x86                              # boots the test system disk headless (software emulation)
+  debootstrap                                  # builds the small Debian 12 test system disk
 )
 [ "$(id -u)" = 0 ] || { echo "setup-system: run as root (apt-get install)" >&2; exit 1; }
 missing=()
