@@ -61,6 +61,9 @@ def pytest_configure(config) -> None:
 # alone at the end (with --no-loadscope-reorder, which keeps this order). Any order is correct: every
 # file provisions what it needs; a file missing here just runs in its usual place.
 LONGEST_FIRST = (
+    "integration/site/test_bare_metal_restore.py",
+    "integration/restore/test_restore_playbook.py",
+    "integration/site/test_prepare_drive.py",
     "integration/site/test_monitor_textfile_and_timer.py",
     "integration/site/test_backup_faults.py",
     "integration/site/test_drive_holds.py",
@@ -68,6 +71,8 @@ LONGEST_FIRST = (
     "integration/metadata/test_nightly_metadata.py",
     "integration/site/test_site.py",
     "integration/site/test_nightly_hardening.py",
+    "integration/boot/test_sysdisk_host.py",
+    "integration/boot/test_bootdisk.py",
 )
 
 

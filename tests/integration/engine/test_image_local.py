@@ -268,7 +268,7 @@ def test_locate_and_status_on_real_images(bank, small_tree):
     assert lines[lines.index(path0) + 1].endswith(" i3, i2, i1")
     status = bank.run("status", check=0)
     assert status.stdout.splitlines()[0].split() == [
-        "VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW"]
+        "VAULT", "LAST", "GOOD", "AGE", "LAST", "ATTEMPT", "STATUS", "IMAGES", "SIZE", "NEW", "DRIVE"]
     row = status.stdout.splitlines()[1].split()
     assert row[0] == "v1" and row[1] == "i3" and row[3] == "i3" and row[4] == "success" and row[5] == "3/3"
     import json

@@ -110,10 +110,10 @@ def test_status_table_default_and_with_space(site):
     proc = cli(master, "status")
     assert proc.returncode == 0, proc.stderr
     head, row = proc.stdout.splitlines()
-    assert head.split()[-2:] == ["SIZE", "NEW"] and row.split()[-2:] == ["29.3K", "29.3K"]
+    assert head.split()[-3:] == ["SIZE", "NEW", "DRIVE"] and row.split()[-3:] == ["29.3K", "29.3K", "-"]
     proc = cli(master, "status", "--space")
     head, row = proc.stdout.splitlines()
-    assert head.split()[-3:] == ["SIZE", "NEW", "USED"] and row.split()[-1].endswith("K")
+    assert head.split()[-4:] == ["SIZE", "NEW", "DRIVE", "USED"] and row.split()[-1].endswith("K")
     doc = json.loads(cli(master, "status", "--json").stdout)
     assert doc["vaults"][0]["last_good_bytes"] == 30000 and doc["vaults"][0]["bytes_used"] is None
 
