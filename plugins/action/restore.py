@@ -66,8 +66,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(str(err)) from None
         if not args["run_id"] and args["step"] == "prepare":
             args["run_id"] = run_id()
-        module_args = {key: args[key] for key in ("step", "image", "dest", "delete", "run_id", "root", "lifetime",
-                                                   "master", "images", "dry_run")}
+        keys = ("step", "image", "dest", "delete", "run_id", "root", "lifetime", "master", "images", "dry_run")
+        module_args = {key: args[key] for key in keys}
         module_args.update(items=items, client=client, address=client_address(client, hostvars[client]),
                            server_address=from_address(server, hostvars[server])[1],
                            holder=args["holder"] or default_holder())

@@ -223,5 +223,6 @@ def main():
     module.exit_json(changed=bool(drive) and (before.get("MOUNTED") == "yes") != mounted, mounted=mounted,
                      label=label, mount_point=mount_point, holder=holder, holds=live_holders(after), stderr=err)
 
+
 if __name__ == "__main__":
     main()

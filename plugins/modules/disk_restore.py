@@ -86,8 +86,13 @@ attributes:
     platforms: posix
   action:
     support: full
+    description: The action plugin resolves the client's vaults, images and server on the controller.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
 author:
-  - dervish developers
+  - dervish developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

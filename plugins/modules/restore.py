@@ -434,7 +434,8 @@ def reverse_dry_run(rsh, address, target, source, delete):
     is_dir = source.is_dir() and not source.is_symlink()
     argv = [*RSYNC_RESTORE[:2], "--numeric-ids", "--itemize-changes", "--dry-run", "--delete", "-e", rsh,
             f"{address}:{target}" + ("/" if is_dir else ""), str(source) + ("/" if is_dir else "")]
-    assert "--dry-run" in argv  # the image is the receiver here: it must never be written
+    if "--dry-run" not in argv:  # the image is the receiver here: it must never be written
+        raise AssertionError("a reverse rsync without --dry-run")
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode not in (0, 24):
         err = proc.stderr.decode("utf-8", "backslashreplace").strip().splitlines()

@@ -217,8 +217,8 @@ def main():
         expiry = time.strftime("%Y%m%d%H%M%S", time.gmtime(expires))
         line = (f'from="{p["from_address"]}",restrict,expiry-time="{expiry}Z",'
                 f'command="{rrsync} -wo {shlex.quote(root)}" {key} {MARK} run={p["run_id"]} expires={expires}')
-        lines = [line for index, line in enumerate(lines) if index not in {i for i, run, dummy in found
-                                                                          if run == p["run_id"]}]
+        this_run = {i for i, run, dummy in found if run == p["run_id"]}
+        lines = [line for index, line in enumerate(lines) if index not in this_run]
         lines.append(line)
         result.update(root=root, line=line)
     after = "".join(line + "\n" for line in lines)

@@ -193,7 +193,8 @@ class Rebuild:
 
     def copy(self) -> None:
         start = time.monotonic()
-        assert self.root
+        if not self.root:
+            raise AssertionError("the new filesystems are not mounted")
         for placement in sorted(self.plan.placements, key=lambda pl: (pl.tree.count("/") if pl.tree != "/" else 0)):
             self.step(f"copy vault {placement.vault} into {placement.tree}")
             dest = os.path.join(self.root, placement.tree.lstrip("/"))
@@ -203,7 +204,8 @@ class Rebuild:
         self.timed("copy", start)
 
     def recreate(self) -> None:
-        assert self.root
+        if not self.root:
+            raise AssertionError("the new filesystems are not mounted")
         self.step("recreate what backups leave out")
         for path, mode in self.plan.left_out:
             full = os.path.join(self.root, path.lstrip("/"))
@@ -225,7 +227,8 @@ class Rebuild:
     def boot_loader(self) -> None:
         if self.plan.boot_loader == "none":
             return
-        assert self.root
+        if not self.root:
+            raise AssertionError("the new filesystems are not mounted")
         start = time.monotonic()
         self.step(f"install the boot loader ({self.plan.boot_loader})")
         boot_dir = os.path.join(self.root, "boot")

@@ -102,4 +102,4 @@ def test_no_marker_means_false_within_the_timeout(tmp_path: Path) -> None:
     start = time.monotonic()
     boot = boot_disk(blank, "DERVISH-BOOT-OK", timeout=15)
     assert not boot and boot.marker_line is None and 14 < time.monotonic() - start < 40
-    assert str(blank) not in subprocess.run(["ps", "-eo", "args"], text=True, capture_output=True).stdout
+    assert str(blank) not in subprocess.run(["ps", "-eo", "args"], text=True, capture_output=True, check=True).stdout

@@ -43,7 +43,10 @@ def labctl(lab: Lab, *args: str) -> str:
 def site(lab: Lab, tmp_path_factory):
     """laptop2 with its system disk, provisioned with three vaults and backed up once; yields the inventory."""
     disk = labctl(lab, "disk-attach", CLIENT, "rb-client", "96M")
-    sh = lambda cmd, **kw: lab.ssh(CLIENT, cmd, **kw)  # noqa: E731
+
+    def sh(cmd, **kw):
+        return lab.ssh(CLIENT, cmd, **kw)
+
     sh(f"sfdisk -q {disk}", input=TABLE)
     sh(f"partx -a {disk} 2>/dev/null; true")
     labctl(lab, "disk-attach", CLIENT, "rb-client", "96M")      # the partitions' nodes in laptop2

@@ -91,8 +91,8 @@ def test_refusals_change_nothing(server: Lab, disk: str):
     log_before = drivelog(server)
 
     for confirm, expected in ((None, "dervish_prepare_drive_confirm is not set"),
-                          ("/dev/sdz", "dervish_prepare_drive_confirm is '/dev/sdz': it must be exactly"),
-                          (disk + " ", "must be exactly")):
+                              ("/dev/sdz", "dervish_prepare_drive_confirm is '/dev/sdz': it must be exactly"),
+                              (disk + " ", "must be exactly")):
         run = prepare(server, disk, confirm)
         assert run.rc != 0 and expected in said(run) and "nothing was changed" in said(run), run.stdout[-3000:]
 
@@ -175,4 +175,3 @@ def test_blank_disk_becomes_the_drive_the_nightly_run_uses(server: Lab, disk: st
     again = prepare(server, disk, disk, label="test-drive-3")
     assert again.rc != 0 and "is the backup drive" in said(again), again.stdout[-3000:]
     assert digest(server, disk + "p3") == before
-

@@ -40,9 +40,10 @@ META = {
         "sfdisk/sda": {"status": "ok", "output": DUMP},
         "blkid": {"status": "ok", "output": "", "data": BLKID},
         "fstab": {"status": "ok", "output": "# fstab\n", "data": FSTAB},
-        "mounts": {"status": "ok", "output": "", "data": [{"spec": "x", "file": "/spare"},
-                                                         {"spec": "usb", "file": "/media/usb"},
-                                                         {"spec": "devpts", "file": "/dev/pts"}]},
+        "mounts": {"status": "ok", "output": "", "data": [
+            {"spec": "x", "file": "/spare"},
+            {"spec": "usb", "file": "/media/usb"},
+            {"spec": "devpts", "file": "/dev/pts"}]},
         "lsblk": {"status": "ok", "output": "",
                   "data": {"blockdevices": [{"kname": "sda", "size": 100 * 1024 * 1024}]}},
     },
@@ -53,8 +54,8 @@ VAULTS = [VaultSource("root", "/", "/bank/root/img/tree", ("/spare/", "*.tmp", "
           VaultSource("nfs", "/net/x", "/bank/nfs/img/tree")]
 
 
-def plan(meta=META, vaults=VAULTS, **kw):
-    return build_plan(meta, vaults, image="root/img", **kw)
+def plan(meta=None, vaults=None, **kw):
+    return build_plan(META if meta is None else meta, VAULTS if vaults is None else vaults, image="root/img", **kw)
 
 
 def test_partitions_carry_the_saved_types_uuids_labels_and_mount_points():

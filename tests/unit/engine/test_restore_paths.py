@@ -151,9 +151,9 @@ def test_restore_locally_keeps_metadata_and_other_files(tmp_path, capsys):
         assert _meta(got / name) == _meta(proj / name), name
     assert os.readlink(got / "link") == "a.txt" and (got / "a.txt").stat().st_ino == (got / "hard.txt").stat().st_ino
     assert subprocess.run(["getfattr", "-n", "user.note", "--only-values", str(got / "a.txt")],
-                          capture_output=True, text=True).stdout == "kept"
+                          capture_output=True, text=True, check=True).stdout == "kept"
     assert "user:4242:r--" in subprocess.run(["getfacl", "-p", str(got / "a.txt")], capture_output=True,
-                                             text=True).stdout
+                                             text=True, check=True).stdout
     assert (got / "mine.txt").exists()
     # nothing left to do; then --delete through the command line removes what the image lacks
     assert not restore_local(image, ["/home/alice/projects"], str(to)).changed
