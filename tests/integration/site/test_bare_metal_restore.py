@@ -73,7 +73,8 @@ def site(lab: Lab, tmp_path_factory):
     ]}
     (inventory / "host_vars" / f"{CLIENT}.yml").write_text(yaml.safe_dump(host_vars))
     try:
-        provisioned = run_playbook(lab, "site.yml", inventory=inventory, limit=f"{lab.server},{CLIENT}")
+        # the whole lab: a fresh server pins a client's host key only in a run with that client
+        provisioned = run_playbook(lab, "site.yml", inventory=inventory)
         assert provisioned.rc == 0, provisioned.stdout[-5000:]
         backup = run_playbook(lab, "backup.yml", inventory=inventory, limit=CLIENT)
         assert backup.rc == 0, backup.stdout[-5000:]
