@@ -8,6 +8,7 @@ does both.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -115,10 +116,16 @@ def probe(partition):
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def kernel_version_key(name):
+    """Orders kernel file names by version: vmlinuz-6.1.0-10-amd64 after vmlinuz-6.1.0-9-amd64."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+
+
 def grub_cfg(root, uuid):
     """A grub.cfg for the newest kernel in the rescue system's /boot (its root found by UUID)."""
     boot = os.path.join(root, "boot")
-    kernels = sorted(n for n in os.listdir(boot) if n.startswith("vmlinuz")) if os.path.isdir(boot) else []
+    kernels = sorted((n for n in os.listdir(boot) if n.startswith("vmlinuz")), key=kernel_version_key) \
+        if os.path.isdir(boot) else []
     if not kernels:
         raise StepFailed("the rescue image has no kernel in /boot (vmlinuz*): the drive could not boot; "
                          "use an image of a bootable system")
