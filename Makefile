@@ -18,7 +18,7 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 # `make lab-up` / `make demo` keeps running undisturbed while tests run.
 # Integration files run on TEST_WORKERS pytest-xdist workers, each with a lab of its own (worker N on
 # the Nth range of DERVISH_TEST_LAB_NETS, in .lab-test-gwN); TEST_WORKERS=0 runs them in one process.
-TEST_WORKERS     ?= 2
+TEST_WORKERS     ?= 3
 TEST_LAB_ENV     := DERVISH_TEST_LAB_DIR=$(CURDIR)/.lab-test DERVISH_TEST_LAB_NET=127.0.12 \
                     DERVISH_TEST_LAB_NETS=127.0.12,127.0.16,127.0.17,127.0.18
 MOLECULE_LAB_ENV := LAB_DIR=$(CURDIR)/.lab-molecule LAB_NET=127.0.13
