@@ -88,8 +88,11 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     items.sort(key=_start_rank)  # stable: tests keep their order within a file and among the rest
 
 
+SESSION_LAB = pytest.StashKey[Lab]()
+
+
 @pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
+def lab(request) -> Iterator[Lab]:
     """A running lab for the whole session, separate from the user's `make lab-up` lab.
 
     DERVISH_TEST_LAB_DIR / DERVISH_TEST_LAB_NET choose its state dir and address range. A lab that
@@ -101,6 +104,26 @@ def lab() -> Iterator[Lab]:
     )
     was_up = the_lab.is_up()
     the_lab.up()
+    request.session.stash[SESSION_LAB] = the_lab
     yield the_lab
+    del request.session.stash[SESSION_LAB]
     if not was_up:
         the_lab.down()
+
+
+# What a file may leave on the session lab's server that changes how the next file's runs behave: drive
+# holds (a killed run's hold stays live for backup_server_drive_hold_grace, 15 min, and keeps the drive
+# mounted), the drive mounted by hand, and the wrapper's record that it mounted the drive.
+DRIVE_RESET = ("rm -rf /run/dervish/holds/*; if mountpoint -q /backup; then umount /backup; fi; "
+               "rm -f /run/dervish-backup.mounted")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drive_left_as_found(request) -> Iterator[None]:
+    """Each test file hands the next one (on the same worker's lab) a server whose drive nobody holds and
+    nothing has mounted, whatever order the files run in."""
+    yield
+    the_lab = request.session.stash.get(SESSION_LAB, None)
+    if the_lab is not None and the_lab.is_up():
+        the_lab.ssh(the_lab.server, DRIVE_RESET, check=False, timeout=60)
+
