@@ -126,4 +126,3 @@ def drive_left_as_found(request) -> Iterator[None]:
     the_lab = request.session.stash.get(SESSION_LAB, None)
     if the_lab is not None and the_lab.is_up():
         the_lab.ssh(the_lab.server, DRIVE_RESET, check=False, timeout=60)
-
