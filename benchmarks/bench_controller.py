@@ -1,11 +1,12 @@
 """Benchmark: what backing up from the controller costs over the engine's own work, and parallel images.
 
 A lab of one server (``backup``, the loop-device drive) and 3 clients ``c01..c03``, each with one vault
-of a generated tree, provisioned with ``site.yml`` and backed up once (full images). Then, best of
+of a generated tree, provisioned with ``site.yml`` and backed up once (full images). Then, best and median of
 ``--runs`` with 10% of every client's files changed before each run:
 
-* controller overhead: ``backup.yml`` wall time against the sum of the engine's own image times, for
-  1 client (``--limit c01``) and 3 clients, per host (the issue's target: at most 2 s per host). The
+* controller overhead: ``ansible-playbook backup.yml`` wall time (no runner around it) against the sum
+  of the engine's own image times, for 1 client (``--limit c01``) and 3 clients, per host (the issue's
+  target: at most 2 s per host). The
   image times are the snapshot module's ``duration`` per vault where the playbook returns it, else each
   image's span on the bank (image directory born .. summary written), else its summary's whole seconds;
 * parallel against serial: 3 clients with ``backup_server_max_parallel: 3`` against 1.
@@ -18,6 +19,7 @@ Prints figures, never asserts times; exits 0 unless a run failed. Not part of th
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +33,7 @@ from labbench import (
     lab_parser,
     machine,
     make_site,
+    run_plain,
     run_playbook,
     seed_clients,
     start_lab,
@@ -57,7 +60,7 @@ def engine_seconds(site, run, clients, source: list) -> float:
 
 def backup(site, clients) -> tuple:
     change_clients(site, 10)
-    run = run_playbook(site, "backup.yml", **backup_args(site, clients))
+    run = run_plain(site, "backup.yml", **backup_args(site, clients))
     if run.rc != 0:
         print(run.stdout[-4000:])
         raise SystemExit(f"FAIL: backup.yml for {','.join(clients)} exited {run.rc}")
@@ -99,10 +102,9 @@ def main() -> int:
                     clients = site.clients[:n]
                     run = backup(site, clients)
                     engine = engine_seconds(site, run, clients, sources)
-                    overhead[n].append((run.wall, run.playbook, engine))
-                    print(f"run {attempt + 1}, {n} client(s): backup.yml {run.wall:.2f}s "
-                          f"(playbook {run.playbook:.2f}s), engine {engine:.2f}s, "
-                          f"overhead per host {(run.wall - engine) / n:.2f}s")
+                    overhead[n].append((run.wall, engine))
+                    print(f"run {attempt + 1}, {n} client(s): ansible-playbook backup.yml {run.wall:.2f}s, "
+                          f"engine {engine:.2f}s, overhead per host {(run.wall - engine) / n:.2f}s")
 
             parallel = {1: [], 3: []}
             for jobs in (3, 1):
@@ -119,12 +121,14 @@ def main() -> int:
 
     print(f"\nmachine: {machine()}")
     print(f"engine times from: {', '.join(sorted(set(sources)))}")
-    print("controller overhead (best of the runs by wall time):")
+    print("controller overhead (ansible-playbook wall time as a user waits for it, minus the engine's image "
+          "times; best and median of the runs):")
     for n, rows in overhead.items():
-        wall, playbook, engine = min(rows)
-        print(f"  {n} client(s): backup.yml {wall:.2f}s (playbook {playbook:.2f}s), engine sum {engine:.2f}s, "
-              f"overhead {wall - engine:.2f}s = {(wall - engine) / n:.2f}s per host "
-              f"({'within' if (wall - engine) / n <= 2 else 'OVER'} the 2 s per host target)")
+        per_host = sorted((wall - engine) / n for wall, engine in rows)
+        wall, engine = min(rows)
+        print(f"  {n} client(s): backup.yml {wall:.2f}s, engine sum {engine:.2f}s, overhead per host best "
+              f"{per_host[0]:.2f}s, median {statistics.median(per_host):.2f}s "
+              f"({'within' if statistics.median(per_host) <= 2 else 'OVER'} the 2 s per host target)")
     p3, p1 = min(parallel[3]), min(parallel[1])
     print(f"parallel: 3 clients, max_parallel 3 {p3[0]:.2f}s against max_parallel 1 {p1[0]:.2f}s "
           f"(speed-up {p1[0] / p3[0]:.2f}x)")

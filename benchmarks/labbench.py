@@ -7,7 +7,9 @@ Not a test module: the benchmarks print figures and never assert times.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -141,6 +143,32 @@ def _image_results(res) -> List[dict]:
         for value in res:
             found += _image_results(value)
     return found
+
+
+def run_plain(site: Site, playbook: str, extravars: Optional[dict] = None, limit: Optional[str] = None) -> Run:
+    """``ansible-playbook`` as a user runs it (no runner around it): the wall time a user waits, and the
+    snapshot results through the benchmarks' own callback (``callback_plugins/bench_images.py``)."""
+    with tempfile.TemporaryDirectory(prefix="dervish-bench-plain-") as private:
+        results = Path(private) / "snapshots.jsonl"
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), LAB_DIR=str(site.lab.dir),
+                   ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOWS="1",
+                   ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).resolve().parent / "callback_plugins"),
+                   ANSIBLE_CALLBACKS_ENABLED="bench_images", DERVISH_BENCH_RESULTS=str(results))
+        args = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(site.inventory),
+                str(REPO / "playbooks" / playbook)]
+        if limit:
+            args += ["--limit", limit]
+        if extravars:
+            args += ["-e", json.dumps(extravars)]
+        start = time.perf_counter()
+        proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        images = []
+        if results.exists():
+            for line in results.read_text().splitlines():
+                images += _image_results(json.loads(line)["res"])
+        return Run(rc=proc.returncode, wall=wall, playbook=wall, changed_hosts=[], failed_hosts=[],
+                   images=images, stdout=proc.stdout + proc.stderr)
 
 
 def run_playbook(site: Site, playbook: str, extravars: Optional[dict] = None, limit: Optional[str] = None,
