@@ -64,8 +64,35 @@ options:
       - The rescue partition's image on the server - a filesystem image holding a bootable system with its kernel
         in C(/boot) (and its own C(/boot/grub/grub.cfg), else one is written for the newest kernel found), raw or
         compressed (C(.gz), C(.xz), C(.zst)). It is written as it is, so the rescue filesystem keeps its UUID.
+      - When it does not exist and O(rescue_build) is true, it is built first (see O(rescue_build)) and kept, so every
+        later drive gets the same image.
     type: path
     required: true
+  rescue_build:
+    description:
+      - Build the rescue image when O(rescue_image) does not exist - a small Debian system made with C(debootstrap)
+        from O(rescue_mirror) (kernel, GRUB for BIOS and EFI, partitioning, filesystem, C(rsync), network and
+        editing tools, Python and the server's C(dervish) command), as an ext4 filesystem image labelled
+        C(RESCUE), compressed by the suffix of O(rescue_image). It boots to a root shell on the first console and
+        the serial port and brings up wired network by DHCP.
+      - The build takes a few minutes and needs C(debootstrap) and the mirror. It runs after every check of the
+        target passed and before the disk is touched; a failed build leaves neither an image nor a changed disk.
+      - When false, a missing O(rescue_image) is an error.
+    type: bool
+    default: true
+  rescue_suite:
+    description: The Debian suite of a rescue image that is built.
+    type: str
+    default: bookworm
+  rescue_mirror:
+    description: The Debian mirror a rescue image is built from.
+    type: str
+    default: http://deb.debian.org/debian
+  rescue_extra_packages:
+    description: More packages for a rescue image that is built (e.g. V(mdadm) for a site with software RAID).
+    type: list
+    elements: str
+    default: []
   drivelog:
     description: The drive log, to which one line naming the new drive is appended.
     type: path
@@ -93,11 +120,20 @@ EXAMPLES = r"""
     disklabel: backup-3
     rescue_image: /var/lib/dervish/rescue.img.zst
   become: true
+
+- name: The same, but never build a rescue image (fail if there is none)
+  dervish.backup.prepare_drive:
+    device: /dev/sdc
+    confirm: /dev/sdc
+    disklabel: backup-3
+    rescue_image: /srv/images/rescue.img.xz
+    rescue_build: false
+  become: true
 """
 
 RETURN = r"""
 steps:
-  description: The plan, one line per step (also in check mode).
+  description: The plan, one line per step (also in check mode); a rescue image that is to be built comes first.
   returned: always
   type: list
   elements: str
@@ -113,6 +149,8 @@ drive:
   type: dict
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.config import load_master
@@ -121,7 +159,7 @@ from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.disk
     describe_target,
     read_server_facts,
 )
-from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.drive_layout import plan_drive
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.drive_layout import parse_size, plan_drive
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.drive_prepare import (
     StepFailed,
     execute,
@@ -129,6 +167,10 @@ from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.driv
     read_drive,
 )
 from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.errors import DervishError
+from ansible_collections.dervish.backup.plugins.module_utils.dervish_engine.rescue_build import (
+    RescueSource,
+    build_rescue_image,
+)
 
 
 def main():
@@ -140,6 +182,10 @@ def main():
             filesystem=dict(type="str", choices=["ext4", "btrfs"], default="ext4"),
             rescue_size=dict(type="str", default="1GiB"),
             rescue_image=dict(type="path", required=True),
+            rescue_build=dict(type="bool", default=True),
+            rescue_suite=dict(type="str", default="bookworm"),
+            rescue_mirror=dict(type="str", default="http://deb.debian.org/debian"),
+            rescue_extra_packages=dict(type="list", elements="str", default=[]),
             drivelog=dict(type="path", default="/var/log/backup_drivelog"),
             wrapper=dict(type="path", default="/usr/local/sbin/dervish-backup"),
             config=dict(type="path", default="/etc/dervish/master.conf"),
@@ -152,11 +198,19 @@ def main():
         label, uuid, mount_point = read_drive(p["wrapper"])
         banks = [str(b) for b in load_master(p["config"]).banks]
         target = describe_target(p["device"])
+        source = RescueSource(suite=p["rescue_suite"], mirror=p["rescue_mirror"],
+                              extra_packages=tuple(p["rescue_extra_packages"]))
+        build = not os.path.exists(p["rescue_image"])
+        if build and not p["rescue_build"]:
+            raise DervishError(f"dervish_prepare_drive_rescue_image: {p['rescue_image']} does not exist on this "
+                               "server and dervish_prepare_drive_rescue_build is false: put the compressed rescue "
+                               "image there, or let it be built")
         layout = plan_drive(p["device"], target.size_bytes, rescue_size=p["rescue_size"], filesystem=p["filesystem"],
                             fs_label=label, fs_uuid=uuid, disklabel=p["disklabel"], banks=banks,
                             mount_point=mount_point, rescue_image=p["rescue_image"],
-                            rescue_image_bytes=image_bytes(p["rescue_image"]))
-        result["steps"] = layout.steps
+                            rescue_image_bytes=None if build else image_bytes(p["rescue_image"]))
+        result["steps"] = ([f"build the rescue image {p['rescue_image']} ({source.describe()}) and keep it"]
+                           if build else []) + layout.steps
         facts = read_server_facts(bank_paths=banks, drive_labels=[label], drive_uuids=[uuid])
         confirm = p["confirm"]
         if module.check_mode and confirm != p["device"]:
@@ -168,6 +222,12 @@ def main():
     result["changed"] = True
     if module.check_mode:
         module.exit_json(**result)
+    if build:
+        try:
+            build_rescue_image(p["rescue_image"], source, parse_size(p["rescue_size"], "rescue_size"), result["log"])
+        except (StepFailed, OSError) as exc:
+            module.fail_json(msg=f"building the rescue image {p['rescue_image']} failed: {exc}; neither the image "
+                                 f"nor the disk {p['device']} was written", **result)
     try:
         result["drive"] = execute(layout, p["drivelog"], result["log"])
     except (StepFailed, OSError) as exc:

@@ -2,22 +2,23 @@
 backup drive (GPT, rescue partition written with dd from the compressed image on the server, GRUB on the
 disk, the backup partition with the label the nightly run mounts by, DISKLABEL, the banks) that the nightly
 run then uses, and `dervish status` and the drive log name it. A disk that is mounted, the server's backup
-drive, and a missing or wrong confirmation are refused, and nothing changes. The rescue partition of a drive
-prepared from a real system's image boots under qemu: GRUB from the drive, the rescue kernel, its / by UUID.
+drive, and a missing or wrong confirmation are refused, and nothing changes. Without a rescue image on the
+server, one is built (debootstrap), kept, and written, and the drive boots it under qemu: GRUB from the drive,
+the rescue kernel, its / by UUID, up to the rescue system's ready line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import subprocess
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
-from qemu import BOOTDISK, boot_disk
+from qemu import boot_disk
 
+from dervish_engine.rescue_build import READY_MARKER
 from lab import Lab
 from playbooks import run_playbook
 
@@ -28,8 +29,8 @@ DISKLABEL = "test-drive-2"
 DISK = "newdrive"
 MIB = 1024 * 1024
 BOOT_DISK = "bootdrive"
-BOOT_RESCUE = "/var/lib/dervish/test-rescue-boot.img.zst"
-RESCUE_MARKER = "DERVISH-RESCUE-OK"
+DEFAULT_RESCUE = "/var/lib/dervish/rescue.img.zst"  # prepare_drive.yml's default
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,28 @@ def test_refusals_change_nothing(server: Lab, disk: str):
     assert drivelog(server) == log_before
 
 
+def test_missing_rescue_image_is_built_or_refused(server: Lab, disk: str):
+    """Without the image, --check shows the build as the first step; with the build turned off, the run stops
+    with a message naming the variables, and neither the disk nor the server's images change."""
+    blank = digest(server, disk)
+    missing = "/var/lib/dervish/no-such-rescue.img.zst"
+    extra = {"dervish_prepare_drive_device": disk, "dervish_prepare_drive_confirm": disk,
+             "dervish_prepare_drive_label": DISKLABEL, "dervish_prepare_drive_rescue_image": missing,
+             "dervish_prepare_drive_rescue_size": "32M"}
+    run = run_playbook(server, "prepare_drive.yml", extravars=extra, check=True, limit="backup")
+    assert run.rc == 0, run.stdout[-3000:]
+    assert (f"build the rescue image {missing} (debootstrap bookworm from http://deb.debian.org/debian) and keep it"
+            in said(run)), run.stdout[-3000:]
+    run = run_playbook(server, "prepare_drive.yml", limit="backup",
+                       extravars={**extra, "dervish_prepare_drive_rescue_build": False})
+    assert run.rc != 0, run.stdout[-3000:]
+    assert (f"dervish_prepare_drive_rescue_image: {missing} does not exist on this server and "
+            "dervish_prepare_drive_rescue_build is false" in said(run)), run.stdout[-3000:]
+    assert "nothing was changed" in said(run)
+    assert digest(server, disk) == blank
+    assert server.ssh(server.server, f"ls {missing}*", check=False).returncode != 0
+
+
 def test_blank_disk_becomes_the_drive_the_nightly_run_uses(server: Lab, disk: str, rescue_image):
     run = prepare(server, disk, disk)
     assert run.rc == 0, run.stdout[-6000:]
@@ -187,72 +210,49 @@ def test_blank_disk_becomes_the_drive_the_nightly_run_uses(server: Lab, disk: st
 
 
 # ------------------------------------------------------------------------- the rescue partition boots
-def rescue_from_bootdisk(work: Path) -> tuple[Path, str]:
-    """A rescue image made from the test system disk (lab/bootdisk.sh, built once per machine): its / and
-    /boot in one ext4 filesystem, an fstab with only that, no grub.cfg (prepare_drive writes one), and a unit
-    that prints RESCUE_MARKER on the serial console once / is up. Returns the .zst and the filesystem's UUID."""
-    raw, tree, mnt = work / "sys.img", work / "tree", work / "mnt"
-    subprocess.run([str(BOOTDISK), "extract", str(raw)], check=True, timeout=3600)
-    loop = subprocess.run(["losetup", "-f", "--show", "-r", str(raw)], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    try:
-        subprocess.run(["partx", "-a", loop], capture_output=True, check=False)
-        mnt.mkdir()
-        subprocess.run(["mount", "-o", "ro", f"{loop}p2", str(mnt)], check=True)
-        try:
-            subprocess.run(["mount", "-o", "ro", f"{loop}p1", str(mnt / "boot")], check=True)
-            subprocess.run(["cp", "-a", f"{mnt}/.", str(tree)], check=True)
-        finally:
-            subprocess.run(["umount", "-R", str(mnt)], check=False)
-    finally:
-        subprocess.run(["partx", "-d", loop], capture_output=True, check=False)
-        subprocess.run(["losetup", "-d", loop], check=False)
-        raw.unlink()
-    uuid = str(uuid4())
-    (tree / "etc" / "fstab").write_text(f"UUID={uuid} / ext4 errors=remount-ro 0 1\n")
-    shutil.rmtree(tree / "boot" / "grub")
-    units = tree / "etc" / "systemd" / "system"
-    (units / "multi-user.target.wants" / "dervish-boot-marker.service").unlink()
-    # $$: systemd's own expansion would otherwise see the shell's $(...)
-    (units / "dervish-rescue-marker.service").write_text(
-        "[Unit]\nDescription=Print the rescue marker on ttyS0 once / is up\nAfter=local-fs.target\n"
-        "[Service]\nType=oneshot\n"
-        f"ExecStart=/bin/sh -c 'echo \"{RESCUE_MARKER} root=$$(findmnt -n -o UUID /)\" > /dev/ttyS0'\n")
-    (units / "multi-user.target.wants" / "dervish-rescue-marker.service").symlink_to(
-        "/etc/systemd/system/dervish-rescue-marker.service")
-    du = subprocess.run(["du", "-sbx", str(tree)], capture_output=True, text=True, check=True)
-    used = int(du.stdout.split()[0])
-    img = work / "rescue.img"
-    subprocess.run(["truncate", "-s", str((used * 13 // 10 // MIB + 64) * MIB), str(img)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "RESCUE", "-U", uuid, "-d", str(tree), str(img)], check=True)
-    shutil.rmtree(tree)
-    subprocess.run(["zstd", "-q", "-f", "--rm", str(img), "-o", f"{img}.zst"], check=True)
-    return Path(f"{img}.zst"), uuid
+def rescue_cache() -> Path:
+    """The rescue image this machine built last with the current builder (keyed by the builder's code)."""
+    engine = REPO / "plugins" / "module_utils" / "dervish_engine"
+    key = hashlib.sha256(b"".join((engine / name).read_bytes() for name in ("rescue_build.py", "drive_prepare.py")))
+    return Path(os.environ.get("BOOTDISK_CACHE", "/var/cache/dervish-test")) / f"rescue-{key.hexdigest()[:16]}.img.zst"
 
 
-def test_rescue_partition_of_a_new_drive_boots(server: Lab, tmp_path):
-    image, uuid = rescue_from_bootdisk(tmp_path)
-    with image.open("rb") as source:
-        subprocess.run(["ssh", "-F", str(server.ssh_config), server.server, f"cat > {BOOT_RESCUE}"],
-                       stdin=source, check=True, timeout=300)
-    image.unlink()
-    size = server.ssh(server.server, f"zstd -dcq {BOOT_RESCUE} | wc -c").stdout
-    rescue_mib = int(size) // MIB + 1
+def test_drive_without_a_rescue_image_gets_one_built_and_it_boots(server: Lab, tmp_path):
+    """No rescue image on the server: prepare_drive.yml builds one (debootstrap), keeps it at the default path,
+    writes it onto the drive, and the drive boots the rescue system to its ready line on the console. A machine
+    that built this builder's image before (the cache) hands the server that image instead, and only the
+    writing and the boot run again."""
+    cached = rescue_cache()
+    server.ssh(server.server, f"rm -f {DEFAULT_RESCUE}")
+    if cached.exists():
+        with cached.open("rb") as source:
+            subprocess.run(["ssh", "-F", str(server.ssh_config), server.server,
+                            f"install -d -m 700 /var/lib/dervish && cat > {DEFAULT_RESCUE}"],
+                           stdin=source, check=True, timeout=300)
     server.labctl("disk-detach", BOOT_DISK, check=False)   # left over by an interrupted run
-    device = server.attach_disk(BOOT_DISK, f"{rescue_mib + 80}M")
+    device = server.attach_disk(BOOT_DISK, "1104M")        # the default 1 GiB rescue partition and a backup one
     try:
         extra = {"dervish_prepare_drive_device": device, "dervish_prepare_drive_confirm": device,
-                 "dervish_prepare_drive_label": "test-drive-boot", "dervish_prepare_drive_rescue_image": BOOT_RESCUE,
-                 "dervish_prepare_drive_rescue_size": f"{rescue_mib}M"}
+                 "dervish_prepare_drive_label": "test-drive-boot"}
         run = run_playbook(server, "prepare_drive.yml", extravars=extra, limit="backup")
         assert run.rc == 0, run.stdout[-6000:]
+        if not cached.exists():
+            assert f"rescue image: {DEFAULT_RESCUE} built in" in said(run), run.stdout[-4000:]
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(".partial")
+            with partial.open("wb") as out:
+                subprocess.run(["ssh", "-F", str(server.ssh_config), server.server, f"cat {DEFAULT_RESCUE}"],
+                               stdout=out, check=True, timeout=300)
+            partial.rename(cached)
+        mode = server.ssh(server.server, f"stat -c %a {DEFAULT_RESCUE}").stdout.strip()
+        assert mode == "600", mode   # kept for the next drive, root-only
+        uuid = said(run).split("one was written for its kernel (UUID ")[1].split(")")[0]
         # the server's node is this machine's loop device: what the server wrote must reach the image file
         subprocess.run(["blockdev", "--flushbufs", device], check=True, timeout=120)
-        boot = boot_disk(server.dir / f"extra-{BOOT_DISK}.img", RESCUE_MARKER, timeout=400, snapshot=True,
+        boot = boot_disk(server.dir / f"extra-{BOOT_DISK}.img", READY_MARKER, timeout=900, snapshot=True,
                          console_log=tmp_path / "console.log")
         assert boot, boot.console[-4000:]
         assert f"root={uuid}" in boot.marker_line, boot.marker_line
-        print(f"the rescue partition booted to its marker in {boot.seconds:.0f} s")
+        print(f"the built rescue system booted from the new drive to its ready line in {boot.seconds:.0f} s")
     finally:
         server.detach_disk(BOOT_DISK)
-        server.ssh(server.server, f"rm -f {BOOT_RESCUE}", check=False)
