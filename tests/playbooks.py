@@ -21,6 +21,7 @@ class PlaybookRun:
     changed: dict[str, list[str]] = field(default_factory=dict)  # host -> names of changed tasks
     changed_hosts: set[str] = field(default_factory=set)  # from the play recap
     failed: dict[str, list[str]] = field(default_factory=dict)   # host -> failure messages
+    results: list[dict] = field(default_factory=list)  # every ok task result, in order (benchmarks read figures)
 
     @property
     def changed_count(self) -> int:
@@ -70,6 +71,8 @@ def run_playbook(lab: Lab, playbook: str, inventory: Path | None = None, extrava
         for event in runner.events:
             data = event.get("event_data", {})
             host, task = data.get("host"), data.get("task")
+            if event.get("event") == "runner_on_ok":
+                result.results.append(data.get("res", {}))
             if event.get("event") in ("runner_on_ok", "runner_item_on_ok") and data.get("res", {}).get("changed"):
                 result.changed.setdefault(host, [])
                 if task not in result.changed[host]:

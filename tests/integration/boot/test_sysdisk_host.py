@@ -17,38 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import yaml
-from qemu import BOOTDISK, boot_disk, boot_marker
+from qemu import boot_disk, boot_marker
+from sysdisk import HOST, VAULTS, sysdisk_inventory, sysdisk_lab
 
 from lab import Lab
-from playbooks import lab_inventory, run_playbook
+from playbooks import run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-HOST = "vm1"
 BANK = "/backup/dervish"
-VAULTS = {"vm1-root": "/", "vm1-boot": "/boot", "vm1-data": "/data"}
-
-
-def sysdisk_lab(lab: Lab) -> Lab:
-    """LAB with vm1 added (started if it is not running): the other hosts keep running as they are."""
-    image = subprocess.run([str(BOOTDISK), "path"], text=True, capture_output=True, timeout=1200, check=False)
-    assert image.returncode == 0, image.stderr
-    hosts = lab.hosts if HOST in lab.hosts else (*lab.hosts, HOST)
-    with_vm = Lab(dir=lab.dir, net=lab.net, hosts=hosts)
-    with_vm.env.update(LAB_SYSDISK_HOSTS=HOST, LAB_SYSDISK_IMAGE=image.stdout.strip())
-    with_vm.up()
-    return with_vm
-
-
-def sysdisk_inventory(tmp_path: Path) -> Path:
-    """The lab's inventory with vm1 as a client whose vaults are its three filesystems."""
-    inventory = lab_inventory(tmp_path)
-    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
-    hosts["backup_clients"]["hosts"][HOST] = None
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    (inventory / "host_vars" / f"{HOST}.yml").write_text(
-        "---\nbackup_client_filesystems: [/, /boot, /data]\n")
-    return inventory
 
 
 @contextmanager
