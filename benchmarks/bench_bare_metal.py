@@ -142,12 +142,13 @@ def main() -> int:
 
     print(f"\nmachine: {machine()}")
     print("medians over the runs:")
-    print(f"  bare_metal_restore.yml wall: {statistics.median(w for w, _ in dervish):.1f}s")
+    print(f"  bare_metal_restore.yml wall: {statistics.median(wall for wall, phases in dervish):.1f}s")
     for phase in dervish[0][1]:
-        print(f"  phase {phase}: {statistics.median(p[phase] for _, p in dervish):.2f}s")
+        print(f"  phase {phase}: {statistics.median(phases[phase] for wall, phases in dervish):.2f}s")
     for step in raw[0]:
         print(f"  raw {step}: {statistics.median(r[step] for r in raw):.2f}s")
-    copy, raw_copy = statistics.median(p["copy"] for _, p in dervish), statistics.median(r["copy"] for r in raw)
+    copy = statistics.median(phases["copy"] for wall, phases in dervish)
+    raw_copy = statistics.median(r["copy"] for r in raw)
     print(f"copy phase / plain rsync -aHAX of the same trees: {copy:.1f}s / {raw_copy:.1f}s = {copy / raw_copy:.2f}")
     return 0
 

@@ -223,4 +223,3 @@ def build_rescue_image(image: str, source: RescueSource, limit_bytes: int, log: 
         if os.path.exists(image + ".partial"):
             os.unlink(image + ".partial")
         remove_tree(work)
-

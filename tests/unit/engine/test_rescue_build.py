@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from dervish_engine import rescue_build
 from dervish_engine.drive_layout import MIB
 from dervish_engine.drive_prepare import StepFailed
 from dervish_engine.rescue_build import (
@@ -95,8 +96,6 @@ def test_build_tree_is_not_removed_through_a_mount(tmp_path):
 
 
 def test_unneeded_kernel_modules_go_and_disk_drivers_stay(tmp_path, monkeypatch):
-    import dervish_engine.rescue_build as rescue_build
-
     kernel = tmp_path / "lib/modules/6.1.0-9-amd64/kernel"
     for rel in ("sound/core", "drivers/media/usb", "drivers/net/wireless/intel", "drivers/net/ethernet/intel",
                 "drivers/ata", "drivers/nvme", "fs/ext4", "drivers/usb/storage"):
