@@ -25,6 +25,10 @@ description:
     partition, is swap in use or has holders, holds the server's running system or its backup drive (a
     bank's filesystem, or a partition with the drive's label or UUID), is smaller than the client's disk,
     or when O(confirm) is not exactly O(device).
+  - The server is checked too, so that no step fails half-way after the disk was wiped - it must have every tool the
+    plan runs (C(sfdisk), C(partx), C(rsync), each C(mkfs), C(grub-install) and GRUB's platform files for BIOS or EFI)
+    and a kernel that mounts every new filesystem (built in, or a module of it); what it lacks is named, with the
+    Debian package that has it, and nothing is written.
   - "Then, each step logged as C(step N/M: ...): C(sfdisk) from the saved dump, C(partx -a) and the
     partitions' device nodes, C(mkfs) with the saved type, UUID and label (ext2/3/4, xfs, btrfs, vfat),
     C(mkswap -U -L), the filesystems mounted under a private temporary directory, C(rsync -aHAX

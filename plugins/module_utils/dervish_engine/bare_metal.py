@@ -88,4 +88,7 @@ def prepare(master: MasterConfig, vaults: Sequence[str], spec: str, device: str,
         image=f"{source.vault}/{source.image}", disk=disk, grow_last_partition=grow_last_partition,
         boot_loader=boot_loader)
     target = disk_guard.check_target(device, confirm, plan.disk_bytes, facts, confirm_variable=confirm_variable)
+    missing = disk_rebuild.missing_for(plan)
+    if missing:
+        raise DervishError(f"this server cannot rebuild {device} from {plan.image}: it lacks " + "; ".join(missing))
     return Prepared(plan=plan, target=target, images=images)

@@ -69,6 +69,54 @@ def mkfs_argv(part: Partition, node: str) -> Optional[List[str]]:
     return argv + [node]
 
 
+# The tool each step runs and the Debian package that has it, for the preflight's message.
+TOOL_PACKAGES = {"sfdisk": "fdisk", "partx": "util-linux", "wipefs": "util-linux", "mkswap": "util-linux",
+                 "mkfs.ext2": "e2fsprogs", "mkfs.ext3": "e2fsprogs", "mkfs.ext4": "e2fsprogs",
+                 "mkfs.xfs": "xfsprogs", "mkfs.btrfs": "btrfs-progs", "mkfs.vfat": "dosfstools",
+                 "rsync": "rsync", "grub-install": "grub2-common"}
+GRUB_PLATFORMS = {"bios": ("i386-pc", "grub-pc-bin"), "efi": ("x86_64-efi", "grub-efi-amd64-bin")}
+
+
+def kernel_filesystems(proc_filesystems: str = "/proc/filesystems", modules_dir: Optional[str] = None) -> set:
+    """The filesystem types this kernel mounts: those it has now, and those a module of it would add
+    (``alias fs-<type>`` in its modules.alias)."""
+    found = set()
+    with open(proc_filesystems, encoding="ascii") as handle:
+        for line in handle:
+            found.add(line.split()[-1])
+    alias = os.path.join(modules_dir or f"/lib/modules/{os.uname().release}", "modules.alias")
+    if os.path.exists(alias):
+        with open(alias, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) == 3 and parts[0] == "alias" and parts[1].startswith("fs-"):
+                    found.add(parts[1][len("fs-"):])
+    return found
+
+
+def missing_for(plan: DiskPlan, which: Callable[[str], Optional[str]] = shutil.which,
+                filesystems: Optional[set] = None, grub_lib: str = "/usr/lib/grub") -> List[str]:
+    """What this server lacks to carry out ``plan``, one phrase each (empty: it has everything). Checked
+    before the target is touched: a rebuild that stopped at a missing mkfs or boot loader would leave a
+    wiped disk behind."""
+    tools = ["sfdisk", "partx", "rsync"]
+    tools += [(mkfs_argv(part, "/dev/null") or [""])[0] for part in plan.partitions if part.fstype]
+    if plan.boot_loader in GRUB_PLATFORMS:
+        tools.append("grub-install")
+    missing = [f"{tool} (apt install {TOOL_PACKAGES.get(tool, tool)})"
+               for tool in dict.fromkeys(t for t in tools if t) if which(tool) is None]
+    if plan.boot_loader in GRUB_PLATFORMS:
+        platform, package = GRUB_PLATFORMS[plan.boot_loader]
+        if not os.path.isdir(os.path.join(grub_lib, platform)):
+            missing.append(f"GRUB for {plan.boot_loader.upper()} ({grub_lib}/{platform}: apt install {package})")
+    mountable = kernel_filesystems() if filesystems is None else filesystems
+    for part in plan.filesystems():
+        if part.fstype not in mountable:
+            missing.append(f"its kernel's {part.fstype} filesystem, to mount the new {part.mount_point} "
+                           f"(partition {part.number}): neither built in nor a module")
+    return missing
+
+
 def partition_names(disk_name: str, sys_root: str = "/sys") -> Dict[int, str]:
     """Partition number -> kernel name, as sysfs shows them now."""
     base = os.path.join(sys_root, "class/block", disk_name)
