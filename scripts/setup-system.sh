@@ -11,7 +11,8 @@ PACKAGES=(
   sudo                                         # a lab login as a user with sudo (playbooks become root)
   udev                                         # udevadm: grub-install onto a (loop) disk (bare-metal restore, prepare_drive)
   grub-pc-bin grub2-common                     # GRUB's BIOS modules and grub-install: a rebuilt disk, a new backup drive, the test system disk boot
-  dosfstools                                   # mkfs.vfat: bare-metal restore of an EFI system partition
+  dosfstools mtools                            # mkfs.vfat, and mcopy where the kernel mounts no vfat: an EFI system partition
+  grub-efi-amd64-bin ovmf                      # GRUB for EFI, and UEFI firmware for qemu: the rebuilt EFI disk boot proof
   zstd                                         # the compressed rescue image (.zst) and the cached test system disk
   qemu-system-x86                              # boots the test system disk headless (software emulation)
   debootstrap                                  # builds the small Debian 12 test system disk

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 QEMU = "qemu-system-x86_64"
+OVMF = Path("/usr/share/ovmf/OVMF.fd")   # Debian's ovmf: UEFI firmware for qemu's PC
 BOOTDISK = Path(__file__).resolve().parent.parent / "lab" / "bootdisk.sh"
 
 
@@ -38,8 +39,9 @@ def boot_marker() -> str:
 
 def boot_disk(image_or_device: str | os.PathLike[str], marker: str, timeout: float = 300,
               console_log: str | os.PathLike[str] | None = None, memory_mib: int = 512,
-              snapshot: bool = False) -> Boot:
-    """Boot IMAGE_OR_DEVICE (raw) as the first disk of a headless BIOS PC; true once MARKER shows.
+              snapshot: bool = False, efi: bool = False) -> Boot:
+    """Boot IMAGE_OR_DEVICE (raw) as the first disk of a headless BIOS PC (EFI=True: a UEFI PC, with
+    OVMF as its firmware); true once MARKER shows.
 
     The serial console goes to CONSOLE_LOG (a temporary file by default); qemu is killed as soon as
     the marker appears or TIMEOUT seconds have passed. SNAPSHOT=True keeps the disk unchanged.
@@ -58,6 +60,10 @@ def boot_disk(image_or_device: str | os.PathLike[str], marker: str, timeout: flo
         argv = [QEMU, "-machine", f"pc,accel={accel}", "-m", str(memory_mib), "-display", "none",
                 "-monitor", "none", "-serial", f"file:{log}", "-drive", drive,
                 "-nic", "none", "-no-reboot"]
+        if efi:
+            if not OVMF.is_file():
+                raise RuntimeError(f"{OVMF} is missing (run: make system-packages)")
+            argv += ["-bios", str(OVMF)]
         start = time.monotonic()
         # qemu's messages go to a file: a full pipe nobody reads would stall the guest
         with open(Path(tmp) / "qemu.err", "w+b") as errors:

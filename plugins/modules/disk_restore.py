@@ -27,14 +27,18 @@ description:
     or when O(confirm) is not exactly O(device).
   - The server is checked too, so that no step fails half-way after the disk was wiped - it must have every tool the
     plan runs (C(sfdisk), C(partx), C(rsync), each C(mkfs), C(grub-install) and GRUB's platform files for BIOS or EFI)
-    and a kernel that mounts every new filesystem (built in, or a module of it); what it lacks is named, with the
-    Debian package that has it, and nothing is written.
+    and a kernel that mounts every new filesystem (built in, or a module of it), except vfat, which is written with
+    C(mcopy) of mtools where the kernel cannot mount it (see below); what it lacks is named, with the Debian
+    package that has it, and nothing is written.
   - "Then, each step logged as C(step N/M: ...): C(sfdisk) from the saved dump, C(partx -a) and the
     partitions' device nodes, C(mkfs) with the saved type, UUID and label (ext2/3/4, xfs, btrfs, vfat),
     C(mkswap -U -L), the filesystems mounted under a private temporary directory, C(rsync -aHAX
     --numeric-ids) of each vault's tree, C(/proc /sys /dev /run) (0755) and C(/tmp) (1777) and other mount
     points recreated where the image lacks them, C(grub-install) for BIOS (C(--target=i386-pc)) or EFI
     (C(--removable --no-nvram)); everything is unmounted at the end, also after a failure."
+  - "An EFI system partition (vfat) on a server whose kernel cannot mount vfat is staged on a tmpfs that names the
+    partition (so that C(grub-install) finds and probes it), filled by the copy and C(grub-install), and written into
+    the partition with C(mcopy -s -p -m) as the step before unmounting."
   - The images are on the backup drive - hold it first with C(dervish.backup.backup_drive), as
     C(playbooks/bare_metal_restore.yml) does.
 options:

@@ -11,6 +11,11 @@
 6. what backups leave out recreated (missing directories only, with the plan's modes);
 7. the boot loader: ``grub-install --target=i386-pc`` (BIOS) or ``--target=x86_64-efi --removable
    --no-nvram`` (EFI: the server's firmware variables are not the client's, so the fallback path);
+8. a vfat filesystem that this server's kernel cannot mount (an EFI system partition restored by a
+   server built without vfat) is staged instead: a tmpfs takes its place in step 4, named after the
+   partition so that grub-install, which finds the EFI directory's device in the mount table and
+   probes it with GRUB's own FAT driver, accepts it; steps 5-7 fill the stage, and mtools' ``mcopy``
+   writes it into the partition;
 
 and unmounts everything in ``finally``. The target must have passed ``disk_guard.check_target`` (the
 caller's job, so that check mode can run it too). A failed step raises ``RebuildError`` naming the
@@ -73,7 +78,7 @@ def mkfs_argv(part: Partition, node: str) -> Optional[List[str]]:
 TOOL_PACKAGES = {"sfdisk": "fdisk", "partx": "util-linux", "wipefs": "util-linux", "mkswap": "util-linux",
                  "mkfs.ext2": "e2fsprogs", "mkfs.ext3": "e2fsprogs", "mkfs.ext4": "e2fsprogs",
                  "mkfs.xfs": "xfsprogs", "mkfs.btrfs": "btrfs-progs", "mkfs.vfat": "dosfstools",
-                 "rsync": "rsync", "grub-install": "grub2-common"}
+                 "rsync": "rsync", "grub-install": "grub2-common", "mcopy": "mtools"}
 GRUB_PLATFORMS = {"bios": ("i386-pc", "grub-pc-bin"), "efi": ("x86_64-efi", "grub-efi-amd64-bin")}
 
 
@@ -111,10 +116,26 @@ def missing_for(plan: DiskPlan, which: Callable[[str], Optional[str]] = shutil.w
             missing.append(f"GRUB for {plan.boot_loader.upper()} ({grub_lib}/{platform}: apt install {package})")
     mountable = kernel_filesystems() if filesystems is None else filesystems
     for part in plan.filesystems():
-        if part.fstype not in mountable:
-            missing.append(f"its kernel's {part.fstype} filesystem, to mount the new {part.mount_point} "
-                           f"(partition {part.number}): neither built in nor a module")
+        if part.fstype in mountable:
+            continue
+        if part.fstype in STAGEABLE:
+            if which("mcopy") is None:
+                missing.append(f"mcopy (apt install mtools), to write the new {part.mount_point} (partition "
+                               f"{part.number}): this kernel cannot mount {part.fstype}")
+            continue
+        missing.append(f"its kernel's {part.fstype} filesystem, to mount the new {part.mount_point} "
+                       f"(partition {part.number}): neither built in nor a module")
     return missing
+
+
+# Filesystems written from a stage with mtools when the kernel cannot mount them.
+STAGEABLE = ("vfat",)
+
+
+def staged_parts(plan: DiskPlan, filesystems: Optional[set] = None) -> List[Partition]:
+    """The plan's filesystems that this kernel cannot mount and that are staged and written with mtools."""
+    mountable = kernel_filesystems() if filesystems is None else filesystems
+    return [part for part in plan.filesystems() if part.fstype not in mountable and part.fstype in STAGEABLE]
 
 
 def partition_names(disk_name: str, sys_root: str = "/sys") -> Dict[int, str]:
@@ -130,11 +151,14 @@ def partition_names(disk_name: str, sys_root: str = "/sys") -> Dict[int, str]:
 
 
 class Rebuild:
-    def __init__(self, plan: DiskPlan, device: str, log: Log, sys_root: str = "/sys"):
+    def __init__(self, plan: DiskPlan, device: str, log: Log, sys_root: str = "/sys",
+                 filesystems: Optional[set] = None):
         self.plan, self.device, self.log, self.sys_root = plan, device, log, sys_root
         self.result = RebuildResult(device=device)
         self.mounted: List[str] = []
         self.root: Optional[str] = None
+        self.staged = {part.number: part for part in staged_parts(plan, filesystems)}
+        self.stages: Dict[int, str] = {}   # partition number -> its stage's directory
         filesystems = [p for p in plan.partitions if p.fstype]
         self.titles = (["partition the disk from the saved sfdisk dump", "make the partitions' device nodes"]
                        + [f"make {p.fstype} on partition {p.number}" for p in filesystems]
@@ -142,6 +166,8 @@ class Rebuild:
                        + [f"copy vault {pl.vault} into {pl.tree}" for pl in plan.placements]
                        + ["recreate what backups leave out"]
                        + ([f"install the boot loader ({plan.boot_loader})"] if plan.boot_loader != "none" else [])
+                       + [f"write the staged {p.fstype} of partition {p.number} with mcopy"
+                          for p in self.staged.values()]
                        + ["unmount"])
         self.n = 0
 
@@ -236,7 +262,18 @@ class Rebuild:
         for part in self.plan.filesystems():
             where = os.path.join(self.root, part.mount_point.lstrip("/"))
             os.makedirs(where, exist_ok=True)
-            self.run(["mount", "-t", part.fstype, self.result.nodes[part.number], where], "mount the new filesystems")
+            node = self.result.nodes[part.number]
+            if part.number in self.staged:
+                self.log(f"    this kernel cannot mount {part.fstype}: {part.mount_point} is staged on a tmpfs "
+                         f"and written into {node} with mcopy after the boot loader")
+                # the tmpfs's source names the partition: grub-install reads the EFI directory's device
+                # from the mount table, and the copy must fit the partition
+                size = max(part.size * self.plan.sector_size, 1 << 20)
+                self.run(["mount", "-t", "tmpfs", "-o", f"mode=0700,size={size}", node, where],
+                         "mount the new filesystems")
+                self.stages[part.number] = where
+            else:
+                self.run(["mount", "-t", part.fstype, node, where], "mount the new filesystems")
             self.mounted.append(where)
 
     def copy(self) -> None:
@@ -288,6 +325,23 @@ class Rebuild:
         self.run(argv, "install the boot loader")
         self.timed("boot loader", start)
 
+    def write_stages(self) -> None:
+        """Each staged filesystem's files into its partition (mcopy: recursive, mtimes kept, stop at the
+        first error); FAT keeps no owners, modes or links, so this is all the partition can hold."""
+        start = time.monotonic()
+        for number, where in self.stages.items():
+            part = self.staged[number]
+            self.step(f"write the staged {part.fstype} of partition {number} with mcopy")
+            entries = sorted(os.listdir(where))
+            if entries:
+                self.run(["mcopy", "-s", "-p", "-m", "-Q", "-i", self.result.nodes[number]]
+                         + [os.path.join(where, entry) for entry in entries] + ["::/"],
+                         f"write partition {number} with mcopy")
+            else:
+                self.log("    nothing to write: the filesystem stays empty")
+        if self.stages:
+            self.timed("copy", start)
+
     def unmount(self) -> None:
         errors = []
         for where in reversed(self.mounted):
@@ -309,6 +363,7 @@ class Rebuild:
             self.copy()
             self.recreate()
             self.boot_loader()
+            self.write_stages()
         except BaseException:
             if self.root:
                 try:

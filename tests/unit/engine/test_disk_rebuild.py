@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,49 @@ def test_a_failed_step_is_the_error_and_everything_is_unmounted_also_when_unmoun
             os.rmdir(rebuild.root)
     assert any(line.startswith("could not unmount the rebuilt filesystems") for line in lines), lines
     assert "step 8/8: unmount" in lines
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/lib/grub/x86_64-efi"), reason="needs grub-efi-amd64-bin")
+def test_an_efi_disk_comes_back_with_its_esp_written_by_mcopy_where_the_kernel_has_no_vfat(loops, tmp_path):
+    """The EFI system partition is staged (this machine's kernel mounts no vfat; elsewhere the stage is
+    forced by saying vfat cannot be mounted), filled from its vault and by grub-install, and written with
+    mcopy: the saved files and GRUB's removable-path loader are in the partition, with its UUID and label."""
+    src = loops(64)
+    run("sfdisk", "-q", src, stdin="label: gpt\nsize=16MiB, type=U, name=esp\ntype=L, name=root\n")
+    dump = run("sfdisk", "--dump", src)
+    meta = {"boot": {"firmware": "efi"}, "items": {
+        f"sfdisk/{os.path.basename(src)}": {"status": "ok", "output": dump},
+        "blkid": {"status": "ok", "output": "", "data": {
+            f"{src}p1": {"TYPE": "vfat", "UUID": "ABCD-EF01", "LABEL": "RB-ESP"},
+            f"{src}p2": {"TYPE": "ext4", "UUID": "5c1f3a2b-7d4e-4f6a-9b8c-0d1e2f3a4b5c", "LABEL": "rb-root"}}},
+        "fstab": {"status": "ok", "output": "", "data": [
+            {"spec": "UUID=5c1f3a2b-7d4e-4f6a-9b8c-0d1e2f3a4b5c", "file": "/", "vfstype": "ext4"},
+            {"spec": "UUID=ABCD-EF01", "file": "/boot/efi", "vfstype": "vfat"}]},
+        "lsblk": {"status": "ok", "output": "", "data": {"blockdevices": [
+            {"kname": os.path.basename(src), "size": 64 * MiB}]}},
+    }}
+    root_tree, esp_tree = tmp_path / "root-tree", tmp_path / "esp-tree"
+    (root_tree / "etc").mkdir(parents=True)
+    (root_tree / "etc/hostname").write_text("efi-client\n")
+    (esp_tree / "EFI/debian").mkdir(parents=True)
+    (esp_tree / "EFI/debian/grub.cfg").write_text("search.fs_uuid 5c1f3a2b root\n")
+    plan = disk_plan.build_plan(meta, [disk_plan.VaultSource("root", "/", str(root_tree)),
+                                       disk_plan.VaultSource("esp", "/boot/efi", str(esp_tree))], image="v/img")
+    assert plan.boot_loader == "efi"
+    target = loops(64)
+    lines: list[str] = []
+    rebuild = disk_rebuild.Rebuild(plan, target, log=lines.append, filesystems={"ext4"})
+    result = rebuild.run_all()
+    assert f"step {len(rebuild.titles) - 1}/{len(rebuild.titles)}: write the staged vfat of partition 1 with mcopy" \
+        in result.steps
+    probe = run("blkid", "-c", "/dev/null", "-o", "export", f"{target}p1")
+    assert "TYPE=vfat" in probe and "UUID=ABCD-EF01" in probe and "LABEL=RB-ESP" in probe
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    out = tmp_path / "esp-out"
+    subprocess.run(["mcopy", "-s", "-n", "-i", f"{target}p1", "::/EFI", str(out)], check=True, env=env,
+                   capture_output=True)
+    assert (out / "debian/grub.cfg").read_text() == "search.fs_uuid 5c1f3a2b root\n"
+    assert (out / "BOOT/BOOTX64.EFI").read_bytes()[:2] == b"MZ"          # a PE image: GRUB's loader
+    assert rebuild.mounted == []
+    mounts = Path("/proc/self/mounts").read_text(encoding="ascii")
+    assert f"{target}p1 " not in mounts and f"{target}p2 " not in mounts

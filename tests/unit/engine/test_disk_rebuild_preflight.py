@@ -1,12 +1,13 @@
 """Before a bare-metal rebuild touches the target, the server must have every tool the plan runs and a kernel
 that mounts every new filesystem: a rebuild that stopped at a missing mkfs, GRUB platform or filesystem
 driver would leave a wiped disk. (This machine's own kernel has no vfat, which is how an EFI rebuild here
-would have failed half-way.)"""
+would have failed half-way; a vfat it cannot mount is now staged and written with mtools' mcopy, which
+must then be there.)"""
 
 from __future__ import annotations
 
 from dervish_engine.disk_plan import DiskPlan, Partition
-from dervish_engine.disk_rebuild import kernel_filesystems, missing_for
+from dervish_engine.disk_rebuild import kernel_filesystems, missing_for, staged_parts
 
 EVERYTHING = {"ext4", "xfs", "vfat", "btrfs"}
 
@@ -47,10 +48,21 @@ def test_the_boot_loader_platform_must_be_there(tmp_path):
 
 
 def test_a_filesystem_the_kernel_cannot_mount(tmp_path):
-    missing = missing_for(efi_plan(), which=lambda tool: tool, filesystems={"xfs", "ext4"},
+    missing = missing_for(efi_plan(), which=lambda tool: tool, filesystems={"vfat", "ext4"},
                           grub_lib=grub(tmp_path, "x86_64-efi"))
-    assert missing == ["its kernel's vfat filesystem, to mount the new /boot/efi (partition 1): "
+    assert missing == ["its kernel's xfs filesystem, to mount the new / (partition 2): "
                        "neither built in nor a module"]
+
+
+def test_a_vfat_the_kernel_cannot_mount_is_written_with_mcopy(tmp_path):
+    lib = grub(tmp_path, "x86_64-efi")
+    assert missing_for(efi_plan(), which=lambda tool: tool, filesystems={"xfs"}, grub_lib=lib) == []
+    assert staged_parts(efi_plan(), filesystems={"xfs"}) == [efi_plan().partitions[0]]
+    assert staged_parts(efi_plan(), filesystems={"xfs", "vfat"}) == []
+    missing = missing_for(efi_plan(), which=lambda tool: None if tool == "mcopy" else tool, filesystems={"xfs"},
+                          grub_lib=lib)
+    assert missing == ["mcopy (apt install mtools), to write the new /boot/efi (partition 1): "
+                       "this kernel cannot mount vfat"]
 
 
 def test_kernel_filesystems_built_in_and_as_modules(tmp_path):
