@@ -27,7 +27,7 @@ ARGUMENT_SPEC = {
     "delete": {"type": "bool", "default": False},
     "vault": {"type": "str", "default": ""},
     "run_id": {"type": "str", "default": ""},
-    "root": {"type": "str", "default": ""},
+    "roots": {"type": "list", "elements": "str", "default": []},
     "lifetime": {"type": "int", "default": 60},
     "images": {"type": "dict", "default": {}},
     "dry_run": {"type": "bool", "default": False},
@@ -66,7 +66,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(str(err)) from None
         if not args["run_id"] and args["step"] == "prepare":
             args["run_id"] = run_id()
-        keys = ("step", "image", "dest", "delete", "run_id", "root", "lifetime", "master", "images", "dry_run")
+        keys = ("step", "image", "dest", "delete", "run_id", "roots", "lifetime", "master", "images", "dry_run")
         module_args = {key: args[key] for key in keys}
         module_args.update(items=items, client=client, address=client_address(client, hostvars[client]),
                            server_address=from_address(server, hostvars[server])[1],

@@ -18,10 +18,12 @@ description:
   - The restore is done in three steps, as C(playbooks/restore.yml) runs them. V(prepare) holds the
     backup drive (as C(dervish.backup.snapshot) does), chooses the image of each vault
     (C(dervish_engine.select), the rule of C(dervish restore)), checks that every path is in it and is
-    safe, and makes a one-time ed25519 key for this run in C(/run/dervish/restore/<run id>-<client>/) (root only).
-    The client then authorises that key for this run only (C(dervish.backup.restore_access)). V(push)
-    copies the paths with C(rsync -aHAX --numeric-ids --relative) to the client through that key, whose
-    forced C(rrsync -wo) confines it to the target directory. V(finish) removes the run's key and the keys
+    safe, and makes one-time ed25519 keys for this run in C(/run/dervish/restore/<run id>-<client>/) (root only):
+    one per target directory, which is O(dest), or in place the directory that holds a restored path (paths in
+    unrelated directories get one key each, never one for their common parent, which may be C(/)).
+    The client then authorises those keys for this run only (C(dervish.backup.restore_access)). V(push)
+    copies the paths with C(rsync -aHAX --numeric-ids --relative) to the client, each through the key
+    whose forced C(rrsync -wo) confines it to its target directory. V(finish) removes the run's key and the keys
     of runs whose lifetime has passed.
   - In check mode V(prepare) makes no key and V(push) writes nothing to the client; it compares the image
     with the client by a read-only dry run through the nightly key and the client's gate, in the reverse
@@ -63,10 +65,13 @@ options:
     description: The run's id (returned by V(prepare); give it to the later steps).
     type: str
     default: ""
-  root:
-    description: The target directory the client authorised the key for (returned by C(dervish.backup.restore_access)).
-    type: str
-    default: ""
+  roots:
+    description:
+      - The directories the client authorised the keys for, in the order of RV(grants) (what
+        C(dervish.backup.restore_access) returned as RV(dervish.backup.restore_access#module:roots)).
+    type: list
+    elements: str
+    default: []
   lifetime:
     description: Minutes the one-time key may be used to connect; its keys are removed after that by any later run.
     type: int
@@ -163,17 +168,22 @@ holder:
   description: The drive hold's name.
   returned: always
   type: str
-public_key:
-  description: The one-time key's public half (V(prepare), not in check mode).
+grants:
+  description:
+    - The one-time keys' public halves (not in check mode), each with the target directory it should be limited to
+      (V(prepare)); give them to C(dervish.backup.restore_access) as its O(dervish.backup.restore_access#module:grants).
   returned: success
-  type: str
-root:
-  description: The target directory the key should be limited to (V(prepare)).
+  type: list
+  elements: dict
+  sample: [{root: /home/alice, key: "ssh-ed25519 AAAA... dervish-restore run=controller.4711.123456"}]
+roots:
+  description: The target directories (V(prepare), V(push)).
   returned: success
-  type: str
-  sample: /home/alice
+  type: list
+  elements: str
+  sample: [/etc, /home/alice]
 create_root:
-  description: Whether the client should create O(root) (a restore to another directory).
+  description: Whether the client should create the target directory (a restore to another directory).
   returned: success
   type: bool
 from:
@@ -239,8 +249,21 @@ def acquire(module, holder):
                              f"was restored: {(err or out).strip() or 'no message'}", rc=rc)
 
 
-def common_dir(paths):
-    return posixpath.commonpath(paths) if paths else "/"
+def target_roots(directories):
+    """The fewest directories that hold all of ``directories``: each one, less those inside another."""
+    roots = []
+    for directory in sorted(set(directories), key=lambda d: (d.rstrip("/").count("/"), d)):
+        if root_of(directory, roots) is None:
+            roots.append(directory)
+    return sorted(roots)
+
+
+def root_of(directory, roots):
+    """The index of the root in ``roots`` that holds ``directory`` (None: none does)."""
+    for index, root in enumerate(roots):
+        if root == "/" or directory == root or directory.startswith(root.rstrip("/") + "/"):
+            return index
+    return None
 
 
 def ssh_command(rsh, key):
@@ -299,12 +322,23 @@ class Restore:
         dest = self.p["dest"]
         return posixpath.join(dest, tree.lstrip("/")) if dest and tree != "/" else (dest or tree)
 
-    def wanted_root(self, chosen):
+    def wanted_roots(self, chosen):
+        """The target directories, one key each: the destination, or the directories of the paths."""
         if self.p["dest"]:
-            return posixpath.normpath(self.p["dest"])
-        parents = [posixpath.dirname(client_path(tree, rel)) or "/"
-                   for image, tree, rels in chosen.values() for rel in rels]
-        return common_dir(parents)
+            return [posixpath.normpath(self.p["dest"])]
+        return target_roots(posixpath.dirname(client_path(tree, rel)) or "/"
+                            for image, tree, rels in chosen.values() for rel in rels)
+
+    def groups(self, chosen, wanted):
+        """(root index, vault, image, tree, rels): the paths of each vault that go below each root."""
+        out = []
+        for vault, (image, tree, rels) in chosen.items():
+            by_root = {}
+            for rel in rels:
+                index = 0 if self.p["dest"] else root_of(posixpath.dirname(client_path(tree, rel)) or "/", wanted)
+                by_root.setdefault(index, []).append(rel)
+            out += [(index, vault, image, tree, group) for index, group in sorted(by_root.items())]
+        return out
 
     def prepare(self):
         dest = self.p["dest"]
@@ -313,49 +347,55 @@ class Restore:
         acquire(self.module, self.p["holder"])
         self.cleanup_expired()
         chosen = self.selected()
-        root = self.wanted_root(chosen)
-        for image, tree, rels in chosen.values():
-            plan(image_tree(image), tree, rels, self.where_tree(tree), root)  # every path there and safe
-        result = dict(changed=False, run_id=self.run_id, holder=self.p["holder"], root=root,
-                      create_root=bool(dest), images={v: c[0].name for v, c in chosen.items()},
-                      **{"from": self.p["server_address"]})
+        roots = self.wanted_roots(chosen)
+        for index, _vault, image, tree, rels in self.groups(chosen, roots):  # every path there and safe
+            plan(image_tree(image), tree, rels, self.where_tree(tree), roots[index])
+        result = dict(changed=False, run_id=self.run_id, holder=self.p["holder"], roots=roots,
+                      grants=[{"root": root} for root in roots], create_root=bool(dest),
+                      images={v: c[0].name for v, c in chosen.items()}, **{"from": self.p["server_address"]})
         if self.module.check_mode or self.p["dry_run"]:
             return result
         self.key_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
         os.chmod(self.key_dir.parent, 0o700)
-        key = self.key_dir / "key"
-        if not key.exists():
-            self.module.run_command(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                                     f"dervish-restore run={self.run_id}", "-f", str(key)], check_rc=True)
+        for index, grant in enumerate(result["grants"]):
+            key = self.key_dir / f"key-{index}"
+            if not key.exists():
+                self.module.run_command(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                                         f"dervish-restore run={self.run_id}", "-f", str(key)], check_rc=True)
+            grant["key"] = key.with_name(key.name + ".pub").read_text().strip()
         (self.key_dir / "expires").write_text(str(int(time.time()) + 60 * self.p["lifetime"]))
-        result.update(changed=True, public_key=(self.key_dir / "key.pub").read_text().strip())
+        result.update(changed=True)
         return result
 
     def push(self):
         acquire(self.module, self.p["holder"])  # renewed for this process: a long copy keeps the drive
         chosen = self.selected()
-        root = self.p["root"] or self.wanted_root(chosen)
+        wanted = self.wanted_roots(chosen)
+        roots = self.p["roots"] or wanted
+        if len(roots) != len(wanted):
+            self.fail(f"roots: {len(roots)} target directories given for the {len(wanted)} of this restore "
+                      f"({', '.join(wanted)}); give what restore_access returned")
         if self.module.check_mode:
-            return self.dry_run(chosen, root)
-        key = self.key_dir / "key"
-        if not key.is_file():
-            self.fail(f"no one-time key for run {self.run_id} on this server (step prepare did not run)")
-        changes, images = [], {}
-        for vault, (image, tree, rels) in chosen.items():
-            images[vault] = image.name
+            return self.dry_run(chosen, roots)
+        changes, images = [], {v: c[0].name for v, c in chosen.items()}
+        for index, vault, image, tree, rels in self.groups(chosen, wanted):
+            key = self.key_dir / f"key-{index}"
+            if not key.is_file():
+                self.fail(f"no one-time key for run {self.run_id} on this server (step prepare did not run)")
             rsh = ssh_command(load_vault(self.master, vault).rsh, str(key))
+            root = roots[index]
             for transfer in plan(image_tree(image), tree, rels, self.where_tree(tree), root):
                 argv = rsync_argv(image_tree(image), transfer, f"{self.p['address']}:", self.p["delete"], rsh=rsh)
                 lines = run_rsync(argv)
-                prefix = posixpath.join(root, transfer.dest)
+                prefix = posixpath.normpath(posixpath.join(root, transfer.dest))
                 changes += [label(line, prefix) for line in lines]
                 log_line(f"{self.p['holder']}: restored {', '.join(transfer.items)} of {vault} image "
                          f"{image.name} to {self.p['client']}:{prefix}")
         changed = any(is_change(line) for line in changes)
-        return dict(changed=changed, run_id=self.run_id, images=images, root=root, changes=changes,
+        return dict(changed=changed, run_id=self.run_id, images=images, roots=roots, changes=changes,
                     diff={"prepared": "\n".join(changes) + "\n"} if self.module._diff else {})
 
-    def dry_run(self, chosen, root):
+    def dry_run(self, chosen, roots):
         """What push would change, read only: the client's side through the nightly gate, in reverse."""
         changes, images, warnings = [], {}, []
         for vault, (image, tree, rels) in chosen.items():
@@ -376,7 +416,7 @@ class Restore:
         for warning in warnings:
             self.module.warn(warning)
         return dict(changed=any(is_change(line) for line in changes), run_id=self.run_id, images=images,
-                    root=root, changes=changes,
+                    roots=roots, changes=changes,
                     diff={"prepared": "\n".join(changes) + "\n"} if self.module._diff else {})
 
     def finish(self):
@@ -425,7 +465,11 @@ def label(line, prefix):
         flag, name = line[:12], line[12:].lstrip()
     else:
         flag, name = line[:12], line[12:]
-    return flag + posixpath.normpath(posixpath.join(prefix, name)) + ("/" if name.endswith("/") else "")
+    link = ""
+    if flag.startswith("h") and " => " in name:  # a hard link names its first path, also relative to the transfer
+        name, first = name.split(" => ", 1)
+        link = " => " + posixpath.normpath(posixpath.join(prefix, first))
+    return flag + posixpath.normpath(posixpath.join(prefix, name)) + ("/" if name.endswith("/") else "") + link
 
 
 def reverse_dry_run(rsh, address, target, source, delete):
@@ -487,7 +531,7 @@ def main():
             dest=dict(type="str", default=""),
             delete=dict(type="bool", default=False),
             run_id=dict(type="str", default=""),
-            root=dict(type="str", default=""),
+            roots=dict(type="list", elements="str", default=[]),
             lifetime=dict(type="int", default=60),
             images=dict(type="dict", default={}),
             dry_run=dict(type="bool", default=False),

@@ -17,6 +17,9 @@ description:
     dervish-restore run=<id> expires=<epoch>), so it is usable from the server's address only, only by a
     write-only rsync confined to O(root), and not at all after its expiry (sshd refuses it, and the next
     cleanup removes the line). Returns the directory the key is limited to.
+  - O(grants) gives several keys of one run, each with its own directory (a restore in place of paths in
+    unrelated directories gets one key per directory, never one for their common parent); each gets
+    such a line.
   - In place (O(create_root=false)), O(root) is the directory that holds the restored paths; when it is
     missing (a restore of a deleted directory), the nearest existing directory above it is used. A root
     that is or passes through a symlink is refused. With O(create_root=true) (a restore to another
@@ -48,8 +51,23 @@ options:
     description: The directory the key may write to (O(state=present)).
     type: str
     default: ""
+  grants:
+    description:
+      - The run's keys, each with the directory it may write to (O(state=present)), instead of O(key) and O(root).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      key:
+        description: A one-time public key.
+        type: str
+        required: true
+      root:
+        description: The directory that key may write to.
+        type: str
+        required: true
   create_root:
-    description: Create O(root) when missing (a restore to another directory).
+    description: Create O(root) (each grant's root) when missing (a restore to another directory).
     type: bool
     default: false
   lifetime:
@@ -89,10 +107,21 @@ EXAMPLES = r"""
 
 RETURN = r"""
 root:
-  description: The directory the key is limited to (O(state=present)).
+  description: The directory the (first) key is limited to (O(state=present)).
   returned: success
   type: str
   sample: /home/alice
+roots:
+  description: The directory each key is limited to, in the order of O(grants) (O(state=present)).
+  returned: success
+  type: list
+  elements: str
+  sample: [/etc, /home/alice]
+lines:
+  description: The lines added to C(authorized_keys), one per key (O(state=present)).
+  returned: success
+  type: list
+  elements: str
 removed:
   description: The removed lines' run ids (O(state=absent)).
   returned: success
@@ -180,6 +209,9 @@ def main():
             key=dict(type="str", default="", no_log=False),
             from_address=dict(type="str", default=""),
             root=dict(type="str", default=""),
+            grants=dict(type="list", elements="dict", default=[], options=dict(
+                key=dict(type="str", required=True, no_log=False),
+                root=dict(type="str", required=True))),
             create_root=dict(type="bool", default=False),
             lifetime=dict(type="int", default=60),
             over_runs=dict(type="list", elements="str", default=[]),
@@ -204,23 +236,27 @@ def main():
     else:
         if not p["run_id"] or not re.fullmatch(r"[A-Za-z0-9.-]+", p["run_id"]):
             module.fail_json(msg=f"run_id: {p['run_id']!r} is not a run id")
-        if not KEY_RE.match(p["key"].strip()):
-            module.fail_json(msg="key: not an ed25519 public key ('ssh-ed25519 <base64> [comment]')")
+        if p["grants"] and (p["key"] or p["root"]):
+            module.fail_json(msg="grants: give either grants or key and root, not both")
+        grants = p["grants"] or [{"key": p["key"], "root": p["root"]}]
+        for number, grant in enumerate(grants):
+            if not KEY_RE.match(grant["key"].strip()):
+                module.fail_json(msg=f"key{'' if not p['grants'] else f' of grant {number + 1}'}: not an ed25519 "
+                                     "public key ('ssh-ed25519 <base64> [comment]')")
         if not p["from_address"] or not re.fullmatch(r"[0-9A-Fa-f.:/,]+", p["from_address"]):
             module.fail_json(msg=f"from_address: {p['from_address']!r} is not an address list")
         rrsync = next((c for c in RRSYNC if os.access(c, os.X_OK)), None) or shutil.which("rrsync")
         if not rrsync:
             module.fail_json(msg="rrsync is not installed on this client (Debian's rsync package has /usr/bin/rrsync)")
-        root = find_root(module, p["root"], p["create_root"])
+        roots = [find_root(module, grant["root"], p["create_root"]) for grant in grants]
         expires = now + 60 * p["lifetime"]
-        key = " ".join(p["key"].split()[:2])
         expiry = time.strftime("%Y%m%d%H%M%S", time.gmtime(expires))
-        line = (f'from="{p["from_address"]}",restrict,expiry-time="{expiry}Z",'
-                f'command="{rrsync} -wo {shlex.quote(root)}" {key} {MARK} run={p["run_id"]} expires={expires}')
+        new_lines = [(f'from="{p["from_address"]}",restrict,expiry-time="{expiry}Z",'
+                      f'command="{rrsync} -wo {shlex.quote(root)}" {" ".join(grant["key"].split()[:2])} '
+                      f'{MARK} run={p["run_id"]} expires={expires}') for grant, root in zip(grants, roots)]
         this_run = {i for i, run, dummy in found if run == p["run_id"]}
-        lines = [line for index, line in enumerate(lines) if index not in this_run]
-        lines.append(line)
-        result.update(root=root, line=line)
+        lines = [line for index, line in enumerate(lines) if index not in this_run] + new_lines
+        result.update(root=roots[0], roots=roots, line=new_lines[0], lines=new_lines)
     after = "".join(line + "\n" for line in lines)
     if after != before:
         result["changed"] = True

@@ -21,11 +21,13 @@ from playbooks import run_playbook
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 TOP = "/home/rtest"
 PATHS = [f"{TOP}/doc.txt", f"{TOP}/proj"]
+OTHER = "/home/rtest-b"   # a second, unrelated target directory: its own key
 MARK = "dervish-restore"
 
 MAKE_TREE = f"""set -e
-rm -rf {TOP} /root/restored
-mkdir -p {TOP}/proj/sub
+rm -rf {TOP} {OTHER} /root/restored
+mkdir -p {TOP}/proj/sub {OTHER}
+echo other > {OTHER}/note.txt && chmod 604 {OTHER}/note.txt && touch -d '2019-05-06 07:08:09' {OTHER}/note.txt
 echo doc > {TOP}/doc.txt
 chown 1234:4321 {TOP}/doc.txt && chmod 640 {TOP}/doc.txt
 setfattr -n user.note -v kept {TOP}/doc.txt && setfacl -m u:4242:r {TOP}/doc.txt
@@ -128,6 +130,20 @@ def test_to_another_directory_with_delete(lab: Lab, original: dict) -> None:
     assert_no_restore_key(lab, gate_line)
 
 
+def test_paths_in_unrelated_directories_get_a_key_each(lab: Lab, original: dict) -> None:
+    gate_line = gate(lab)
+    before = lab.ssh("laptop1", f"stat -c '%a %Y %s' {OTHER}/note.txt").stdout
+    lab.ssh("laptop1", f"rm {TOP}/doc.txt {OTHER}/note.txt")
+    run = restore(lab, paths=[f"{TOP}/doc.txt", f"{OTHER}/note.txt"])
+    assert run.rc == 0, run.stdout[-6000:]
+    assert manifest(lab)["doc.txt"] == original["doc.txt"]
+    assert lab.ssh("laptop1", f"stat -c '%a %Y %s' {OTHER}/note.txt").stdout == before
+    # each copy went through the key of its own directory (the log names the target of each copy)
+    log = lab.ssh(lab.server, "tail -n 20 /var/log/dervish/backup.log").stdout
+    assert "of laptop1-home image" in log and f"to laptop1:{TOP}\n" in log and f"to laptop1:{OTHER}\n" in log, log
+    assert_no_restore_key(lab, gate_line)
+
+
 def test_check_diff_lists_and_changes_nothing(lab: Lab, original: dict) -> None:
     lab.ssh("laptop1", f"echo changed > {TOP}/proj/sub/deep.txt && rm {TOP}/doc.txt")
     before, keys = manifest(lab), authorized_keys(lab)
@@ -161,7 +177,7 @@ def test_a_killed_restore_leaves_a_key_that_the_cleanup_removes(lab: Lab, origin
            "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "LAB_DIR": str(lab.dir)}
     playbook = subprocess.Popen(
         ["ansible-playbook", str(REPO_ROOT / "playbooks" / "restore.yml"), "--limit", "laptop1",
-         "-e", json.dumps({"dervish_restore_paths": PATHS})],
+         "-e", json.dumps({"dervish_restore_paths": [*PATHS, f"{OTHER}/note.txt"]})],
         env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -171,8 +187,12 @@ def test_a_killed_restore_leaves_a_key_that_the_cleanup_removes(lab: Lab, origin
     finally:
         os.killpg(playbook.pid, signal.SIGKILL)
         playbook.wait()
-    line = next(line for line in authorized_keys(lab).splitlines() if MARK in line)
-    assert 'command="/usr/bin/rrsync -wo /home/rtest"' in line and 'from="' in line and "expiry-time=" in line
+    lines = [line for line in authorized_keys(lab).splitlines() if MARK in line]
+    assert len(lines) == 2, lines   # a key per target directory, none for their common parent /home
+    assert 'command="/usr/bin/rrsync -wo /home/rtest"' in lines[0] and 'command="/usr/bin/rrsync -wo /home/rtest-b"' \
+        in lines[1], lines
+    assert all('from="' in line and "expiry-time=" in line for line in lines)
+    assert len({line.split("ssh-ed25519 ")[1].split()[0] for line in lines}) == 2   # two keys, not one twice
     # the client role's cleanup (site.yml; here only that part) removes the key of a run that is over
     cleanup = subprocess.run(["ansible-playbook", str(REPO_ROOT / "playbooks" / "site.yml"), "--limit", "laptop1",
                               "--tags", "backup_client_remove_stale_restore_keys"],

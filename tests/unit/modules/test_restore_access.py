@@ -105,3 +105,22 @@ def test_a_run_is_over_when_its_process_is_gone_or_another_one():
         child.wait()
     assert restore_run.is_over(rid, hostname="ctl")
     assert not restore_run.is_over("not an id", hostname="ctl")
+
+
+def test_grants_give_a_run_one_line_per_directory_and_absent_removes_them_all(capsys, keys, tmp_path):
+    etc, home = tmp_path / "etc", tmp_path / "home" / "alice"
+    etc.mkdir()
+    home.mkdir(parents=True)
+    other = KEY.replace("IOTn1sAmple", "IOTn2sAmple")
+    out = run(capsys, path=str(keys), run_id="ctl.42.99", from_address="127.0.31.1",
+              grants=[{"key": KEY, "root": str(etc)}, {"key": other, "root": str(home / "gone")}])
+    assert out["changed"] and out["roots"] == [str(etc), str(home)]
+    lines = keys.read_text().splitlines()
+    assert lines[0] == GATE and len(lines) == 3
+    assert f' -wo {etc}" {" ".join(KEY.split()[:2])} ' in lines[1]
+    assert f' -wo {home}" {" ".join(other.split()[:2])} ' in lines[2]
+    refused = run(capsys, path=str(keys), run_id="ctl.42.99", from_address="127.0.31.1", key=KEY, root=str(etc),
+                  grants=[{"key": KEY, "root": str(etc)}])
+    assert refused["failed"] and "either grants or key and root" in refused["msg"]
+    out = run(capsys, path=str(keys), state="absent", run_id="ctl.42.99")
+    assert out["changed"] and keys.read_text().splitlines() == [GATE]

@@ -26,9 +26,21 @@ def test_itemized_lines_name_client_paths():
     assert mod.label(">f+++++++++ alice/doc.txt", "/home/") == ">f+++++++++ /home/alice/doc.txt"
     assert mod.label("cd+++++++++ alice/", "/home") == "cd+++++++++ /home/alice/"
     assert mod.label("*deleting   proj/old", "/srv/r/home") == "*deleting   /srv/r/home/proj/old"
+    assert mod.label("hf+++++++++ proj/h.txt => proj/a.txt", "/home/rtest") == \
+        "hf+++++++++ /home/rtest/proj/h.txt => /home/rtest/proj/a.txt"
+    assert mod.label("cL+++++++++ proj/ln -> a.txt", "/home/rtest") == "cL+++++++++ /home/rtest/proj/ln -> a.txt"
 
 
 def test_the_run_of_a_key_directory():
     assert mod.run_of("ctl-1.4711.99887-laptop1") == "ctl-1.4711.99887"
     assert mod.run_of("ctl.4711.99887-my-host.example") == "ctl.4711.99887"
     assert mod.run_of("ctl.4711.99887") == "ctl.4711.99887"
+
+
+def test_target_directories_are_the_fewest_that_hold_every_path():
+    assert mod.target_roots(["/home/alice", "/etc", "/home/alice/projects", "/etc/ssh"]) == ["/etc", "/home/alice"]
+    assert mod.target_roots(["/home/alice", "/home/alicia"]) == ["/home/alice", "/home/alicia"]  # no prefix match
+    assert mod.target_roots(["/", "/etc"]) == ["/"]
+    roots = ["/etc", "/home/alice"]
+    assert [mod.root_of(d, roots) for d in ("/etc/ssh", "/home/alice", "/home/alicia", "/")] == [0, 1, None, None]
+    assert mod.root_of("/anything", ["/"]) == 0
