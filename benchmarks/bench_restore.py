@@ -14,24 +14,22 @@ Prints both times and the ratio with PASS/FAIL against the target (1.1). Always 
 the test suite.
 
     python benchmarks/bench_restore.py [--files 20000] [--runs 6] [--target 1.1] [--keep] [--dir DIR]
-                                       [--targets DIR]
+                                       [--targets DIR] [--python /usr/bin/python3]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-ENGINE_PARENT = REPO / "plugins" / "module_utils"
+from engine_copy import SERVER_PYTHON, compiled_engine
+
 SUMMARY = """client: bench
 tree: /data
 vault: bench
@@ -87,6 +85,9 @@ def main() -> int:
     parser.add_argument("--target", type=float, default=1.1)
     parser.add_argument("--dir", help="scratch directory (default: a new one under /var/tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--python", default=SERVER_PYTHON,
+                        help="the interpreter that runs dervish (default: the system's /usr/bin/python3, which the "
+                             "server's installed dervish command runs with; a venv's starts slower)")
     parser.add_argument("--targets", default="/dev/shm",
                         help="where the restored copies go (default: /dev/shm, a tmpfs: on a VM whose disk has an "
                              "I/O rate limit, copies onto the disk measure the limit, not the tools)")
@@ -105,17 +106,10 @@ def main() -> int:
         master = scratch / "master.conf"
         master.write_text(f"bank: {vault.parent}\n")
         made = generate(tree, args.files)
-        print(f"tree: {made} files in {tree}")
-        # the engine as the server has it: its own copy, compiled once (a server's python3 caches the
-        # bytecode on the first run; this machine's PYTHONDONTWRITEBYTECODE would recompile it every time)
-        lib = scratch / "lib"
-        shutil.copytree(ENGINE_PARENT / "dervish_engine", lib / "dervish_engine",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(lib)], check=True)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPATH"] = str(lib)
+        print(f"tree: {made} files in {tree}; dervish runs with {args.python}")
+        env = compiled_engine(scratch / "lib", args.python)
         commands = {
-            "dervish restore": lambda target: [sys.executable, "-m", "dervish_engine", "--config", str(master),
+            "dervish restore": lambda target: [args.python, "-m", "dervish_engine", "--config", str(master),
                                                "--quiet", "restore", "bench", "/data", "--to", str(target)],
             "rsync -aHAX": lambda target: ["rsync", "-aHAX", f"{tree}/", f"{target}/"],
         }
