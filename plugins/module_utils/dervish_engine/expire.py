@@ -267,7 +267,7 @@ def removal_argv(path, which: Callable[[str], Optional[str]] = shutil.which) -> 
     if rm is None:
         return None
     low = ["nice", "-n", "19"] if which("nice") else []
-    low += ["ionice", "-c", "2", "-n", "7"] if which("ionice") else []
+    low += ["ionice", "-t", "-c", "2", "-n", "7"] if which("ionice") else []   # -t: a container may refuse it
     return low + [rm, "-rf", "--one-file-system", "--", str(path)]
 
 

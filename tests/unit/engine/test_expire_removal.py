@@ -15,7 +15,7 @@ from dervish_engine.expire import _make_writable, removal_argv, remove_tree
 
 def test_the_removal_is_rm_at_the_lowest_priority():
     assert removal_argv("/b/v/img/tree", which=lambda tool: f"/usr/bin/{tool}") == [
-        "nice", "-n", "19", "ionice", "-c", "2", "-n", "7", "/usr/bin/rm", "-rf", "--one-file-system", "--",
+        "nice", "-n", "19", "ionice", "-t", "-c", "2", "-n", "7", "/usr/bin/rm", "-rf", "--one-file-system", "--",
         "/b/v/img/tree"]
     assert removal_argv("/t", which=lambda tool: "/bin/rm" if tool == "rm" else None) == [
         "/bin/rm", "-rf", "--one-file-system", "--", "/t"]
