@@ -18,7 +18,7 @@ description:
   - The restore is done in three steps, as C(playbooks/restore.yml) runs them. V(prepare) holds the
     backup drive (as C(dervish.backup.snapshot) does), chooses the image of each vault
     (C(dervish_engine.select), the rule of C(dervish restore)), checks that every path is in it and is
-    safe, and makes one-time ed25519 keys for this run in C(/run/dervish/restore/<run id>-<client>/) (root only):
+    safe, and makes one-time ed25519 keys for this run in C(/run/dervish/restore/<run id>-<client>/) (root only),
     one per target directory, which is O(dest), or in place the directory that holds a restored path (paths in
     unrelated directories get one key each, never one for their common parent, which may be C(/)).
     The client then authorises those keys for this run only (C(dervish.backup.restore_access)). V(push)
