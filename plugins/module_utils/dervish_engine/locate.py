@@ -129,15 +129,44 @@ def _open_index(image_dir: Path):
     return None
 
 
+CHUNK = 1 << 22   # an index is read 4 MiB at a time (decompressed), not line by line
+
+
+def _line_blocks(fh):
+    """The index's lines (bytes, without newline), a list per chunk read."""
+    rest = b""
+    while True:
+        chunk = fh.read(CHUNK)
+        if not chunk:
+            break
+        chunk = rest + chunk
+        cut = chunk.rfind(b"\n") + 1
+        rest = chunk[cut:]
+        if cut:
+            yield chunk[:cut - 1].split(b"\n")
+    if rest:
+        yield [rest]
+
+
 def _search_index(fh, rx, image_name: str, result: LocateResult) -> None:
-    for raw in fh:
-        line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-        m = _LINE_RE.match(line)
-        if not m or m.group(3)[:1] in ("d", "l"):
-            continue
-        path = m.group(9)
-        if rx.search(decode_name(path[path.rfind("/") + 1:])):
-            result.matches.setdefault(path, []).append(Hit(image_name, m.group(1), m.group(8)))
+    """Only a line whose text after its last ``/`` matches is parsed: for a file that text is its name, and
+    a directory or symlink that passes is dropped by the parse (its type), so the result is the parse of
+    every line's; the per-line parse was most of locate's time."""
+    search = rx.search
+    for block in _line_blocks(fh):
+        for raw in block:
+            slash = raw.rfind(b"/")
+            if slash >= 0:
+                tail = raw[slash + 1:].decode("utf-8", "surrogateescape")
+                if not search(decode_name(tail) if "\\" in tail else tail):
+                    continue
+            line = raw.decode("utf-8", "surrogateescape")
+            m = _LINE_RE.match(line)
+            if not m or m.group(3)[:1] in ("d", "l"):
+                continue
+            path = m.group(9)
+            if search(decode_name(path[path.rfind("/") + 1:])):
+                result.matches.setdefault(path, []).append(Hit(image_name, m.group(1), m.group(8)))
 
 
 def locate(vault_dir, pattern: str, branch: Optional[str] = None) -> LocateResult:

@@ -87,3 +87,47 @@ def test_a_damaged_index_is_named_and_the_other_images_are_searched(tmp_path):
     result = locate.locate(v, "a.txt")
     assert [h.image for h in result.matches["/src/a.txt"]] == ["good"]
     assert len(result.problems) == 1 and str(v / "cut") in result.problems[0]
+
+
+def reference_search(data: bytes, rx, image: str) -> dict:
+    """The per-line parse that locate did before it filtered lines by their text after the last '/'."""
+    out = {}
+    for raw in data.splitlines():
+        m = locate._LINE_RE.match(raw.decode("utf-8", "surrogateescape"))
+        if not m or m.group(3)[:1] in ("d", "l"):
+            continue
+        path = m.group(9)
+        if rx.search(locate.decode_name(path[path.rfind("/") + 1:])):
+            out.setdefault(path, []).append(locate.Hit(image, m.group(1), m.group(8)))
+    return out
+
+
+TRICKY = [
+    line(1, "/data", perms="drwxr-xr-x"),
+    line(2, "/data/report.txt"),
+    line(3, "/data/report.txt.d", perms="drwxr-xr-x"),
+    line(4, "/data/link\\ ->\\ x -> /srv/report.txt", perms="lrwxrwxrwx"),
+    line(5, "/data/gr\\303\\274n\\ report.txt"),
+    line(6, "/data/a\\\\b/report.txt", date="Jan  2  2020"),
+    line(7, "relative-report.txt"),
+    "        8      0 crw-rw-rw-   1 root     root       1,   3 Nov 26 14:18 /data/dev/report.txt\n",
+    line(9, "/data/not-a-report"),
+]
+
+
+def test_the_line_filter_finds_what_the_full_parse_finds(tmp_path, monkeypatch):
+    data = "".join(TRICKY * 3).encode()
+    monkeypatch.setattr(locate, "CHUNK", 37)   # lines cut across chunks
+    for pattern in ("report", "^report\\.txt$", "ü", "grün report", "^r", "t$", "\\.", "x", "^relative"):
+        rx = locate.compile_pattern(pattern)
+        result = locate.LocateResult(pattern)
+        (tmp_path / "index").write_bytes(data)
+        with open(tmp_path / "index", "rb") as handle:
+            locate._search_index(handle, rx, "img", result)
+        assert result.matches == reference_search(data, rx, "img"), pattern
+    found = locate.LocateResult("report")
+    with open(tmp_path / "index", "rb") as handle:
+        locate._search_index(handle, locate.compile_pattern("report"), "img", found)
+    assert sorted(found.matches) == ["/data/a\\\\b/report.txt", "/data/dev/report.txt",
+                                     "/data/gr\\303\\274n\\ report.txt", "/data/not-a-report", "/data/report.txt",
+                                     "relative-report.txt"]
